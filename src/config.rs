@@ -1,0 +1,564 @@
+//! Configuration: `config/default.toml` (compiled in), then `config/$COLLOQUY_ENV.toml`,
+//! then environment variables; validated once at start-up. The only reader of the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The defaults, shipped inside the binary so a bare `colloquy` runs anywhere.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The development JWT secret shipped in `config/default.toml`; production refuses it.
+pub const DEVELOPMENT_JWT_SECRET: &str = "colloquy-development-secret-change-me-0000";
+
+/// Fixed environment names operators and scripts rely on, and the setting each one sets.
+pub const FIXED_ENV_NAMES: &[(&str, &str)] = &[
+    ("COLLOQUY_LISTEN", "server.listen"),
+    ("DATABASE_URL", "database.url"),
+    ("REDIS_URL", "redis.url"),
+    ("COLLOQUY_JWT_SECRET", "auth.jwt_secret"),
+    ("OPENAI_API_KEY", "providers.openai_api_key"),
+    ("OPENAI_BASE_URL", "providers.openai_base_url"),
+    ("ANTHROPIC_API_KEY", "providers.anthropic_api_key"),
+    ("ANTHROPIC_BASE_URL", "providers.anthropic_base_url"),
+    ("COLLOQUY_DEFAULT_MODEL", "providers.default_model"),
+];
+
+/// The effective configuration. Field docs live in `config/default.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// From `COLLOQUY_ENV`, not from files.
+    #[serde(skip_deserializing, default = "default_environment")]
+    pub environment: String,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub cors: CorsConfig,
+    pub security: SecurityConfig,
+    pub auth: AuthConfig,
+    pub providers: ProvidersConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+fn default_environment() -> String {
+    "development".to_owned()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub body_limit_bytes: usize,
+    pub request_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    #[serde(serialize_with = "serialize_redacted_url")]
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+    pub migrate_on_start: bool,
+    pub allow_sqlite_in_production: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    #[serde(serialize_with = "serialize_redacted_url")]
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    pub hsts_max_age_secs: u64,
+    pub content_security_policy: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub jwt_secret: Secret,
+    pub leeway_secs: u64,
+    pub issuer: String,
+    pub audience: String,
+    pub default_role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersConfig {
+    pub default_model: String,
+    pub openai_api_key: Secret,
+    pub openai_base_url: String,
+    pub anthropic_api_key: Secret,
+    pub anthropic_base_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+/// A secret setting: never printed, never serialized in clear, zeroed on drop.
+#[derive(Clone, Default)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(value: &str) -> Self {
+        Self(SecretString::from(value))
+    }
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.expose().is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_empty() {
+            "\"\""
+        } else {
+            "[redacted]"
+        })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.is_empty() { "" } else { "[redacted]" })
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(d)?;
+        Ok(Self(SecretString::from(value)))
+    }
+}
+
+fn serialize_redacted_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url))
+}
+
+/// Hides the password of `scheme://user:password@host/...`, for logs and `check-config`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let user = authority[..at].split(':').next().unwrap_or("");
+            format!(
+                "{}://{user}:[redacted]@{}",
+                &url[..scheme_end],
+                &rest[at + 1..]
+            )
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// A setting that is wrong, named the way an operator would set it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting `{setting}`: {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(setting: &str, problem: impl Into<String>) -> Self {
+        let env = FIXED_ENV_NAMES
+            .iter()
+            .find(|(_, key)| *key == setting)
+            .map(|(name, _)| format!(" ({name})"))
+            .unwrap_or_default();
+        Self {
+            setting: format!("{setting}{env}"),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Postgres,
+    Sqlite,
+}
+
+impl DatabaseKind {
+    pub fn of(url: &str) -> Option<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
+/// Where the process environment comes from; tests pass their own map.
+pub trait EnvSource {
+    fn get(&self, name: &str) -> Option<String>;
+    fn all(&self) -> Vec<(String, String)>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+    fn all(&self) -> Vec<(String, String)> {
+        std::env::vars().collect()
+    }
+}
+
+impl EnvSource for [(&str, &str)] {
+    fn get(&self, name: &str) -> Option<String> {
+        self.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+    fn all(&self) -> Vec<(String, String)> {
+        self.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+}
+
+impl Config {
+    /// Loads and validates the configuration from files and the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(&ProcessEnv)
+    }
+
+    /// Loads from files and the given environment, then validates.
+    pub fn load_from(env: &(impl EnvSource + ?Sized)) -> Result<Self, ConfigError> {
+        let config = Self::load_unvalidated(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads without validation (what `check-config` shows before judging it).
+    pub fn load_unvalidated(env: &(impl EnvSource + ?Sized)) -> Result<Self, ConfigError> {
+        let environment = env
+            .get("COLLOQUY_ENV")
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(default_environment);
+        if !environment
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::new(
+                "COLLOQUY_ENV",
+                "must be a plain name such as development or production",
+            ));
+        }
+        let dir = env
+            .get("COLLOQUY_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
+
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        // The environment's file is optional; when present it must be valid.
+        let env_file = dir.join(format!("{environment}.toml"));
+        if env_file.is_file() {
+            figment = figment.merge(Toml::file_exact(env_file));
+        }
+
+        // COLLOQUY_<SECTION>__<KEY>; only names with a section separator, so the fixed
+        // names (COLLOQUY_LISTEN, COLLOQUY_ENV, ...) are not mistaken for sections.
+        let sectioned: Vec<(String, String)> = env
+            .all()
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix("COLLOQUY_")?;
+                rest.contains("__")
+                    .then(|| (rest.to_ascii_lowercase().replace("__", "."), v))
+            })
+            .collect();
+        for (key, value) in sectioned {
+            figment = figment.merge((key, parse_env_value(&value)));
+        }
+        for (name, key) in FIXED_ENV_NAMES {
+            if let Some(value) = env.get(name) {
+                // Kept as strings: a numeric-looking secret must stay a string.
+                figment = figment.merge((*key, value));
+            }
+        }
+
+        let mut config: Config = figment.extract().map_err(|e| {
+            let setting = e.path.join(".");
+            let problem = e.kind.to_string();
+            ConfigError::new(
+                if setting.is_empty() {
+                    "configuration"
+                } else {
+                    &setting
+                },
+                problem,
+            )
+        })?;
+        config.environment = environment;
+        if let Some(filter) = env.get("RUST_LOG").filter(|f| !f.is_empty()) {
+            config.telemetry.filter = filter;
+        }
+        Ok(config)
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == "production"
+    }
+
+    /// Refuses settings that would make the server unsafe or unable to work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if self.server.body_limit_bytes == 0 {
+            return Err(ConfigError::new(
+                "server.body_limit_bytes",
+                "must be greater than 0",
+            ));
+        }
+        if self.server.request_timeout_secs == 0 {
+            return Err(ConfigError::new(
+                "server.request_timeout_secs",
+                "must be greater than 0",
+            ));
+        }
+        let Some(kind) = DatabaseKind::of(&self.database.url) else {
+            return Err(ConfigError::new(
+                "database.url",
+                "must start with postgres://, postgresql:// or sqlite:",
+            ));
+        };
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::new(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        let redis = &self.redis.url;
+        if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+            return Err(ConfigError::new(
+                "redis.url",
+                "must start with redis:// or rediss:// (or be empty)",
+            ));
+        }
+        self.validate_cors()?;
+        if crate::domain::Role::parse(&self.auth.default_role).is_none() {
+            return Err(ConfigError::new(
+                "auth.default_role",
+                "must be viewer, user or admin",
+            ));
+        }
+        if self.auth.jwt_secret.is_empty() {
+            if self.is_production() {
+                return Err(ConfigError::new(
+                    "auth.jwt_secret",
+                    "is required in production",
+                ));
+            }
+        } else if self.is_production() {
+            if self.auth.jwt_secret.expose() == DEVELOPMENT_JWT_SECRET {
+                return Err(ConfigError::new(
+                    "auth.jwt_secret",
+                    "is the shipped development value; set your own secret in production",
+                ));
+            }
+            if self.auth.jwt_secret.expose().len() < 32 {
+                return Err(ConfigError::new(
+                    "auth.jwt_secret",
+                    "must be at least 32 bytes in production",
+                ));
+            }
+        }
+        if self.is_production()
+            && kind == DatabaseKind::Sqlite
+            && !self.database.allow_sqlite_in_production
+        {
+            return Err(ConfigError::new(
+                "database.url",
+                "is SQLite in production; use Postgres, or opt in with COLLOQUY_DATABASE__ALLOW_SQLITE_IN_PRODUCTION=true",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_cors(&self) -> Result<(), ConfigError> {
+        let any = self.cors.allowed_origins.iter().any(|o| o == "*");
+        if any && self.cors.allow_credentials {
+            return Err(ConfigError::new(
+                "cors.allow_credentials",
+                "cannot be true while cors.allowed_origins allows any origin (\"*\"); list the origins instead",
+            ));
+        }
+        for origin in self.cors.allowed_origins.iter().filter(|o| *o != "*") {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/')
+                && axum::http::HeaderValue::from_str(origin).is_ok();
+            if !ok {
+                return Err(ConfigError::new(
+                    "cors.allowed_origins",
+                    format!(
+                        "`{origin}` is not an origin like https://chat.example.com (scheme and host, no path)"
+                    ),
+                ));
+            }
+        }
+        for method in &self.cors.allowed_methods {
+            if axum::http::Method::from_bytes(method.as_bytes()).is_err() {
+                return Err(ConfigError::new(
+                    "cors.allowed_methods",
+                    format!("`{method}` is not an HTTP method"),
+                ));
+            }
+        }
+        for (setting, list) in [
+            ("cors.allowed_headers", &self.cors.allowed_headers),
+            ("cors.expose_headers", &self.cors.expose_headers),
+        ] {
+            if let Some(bad) = list
+                .iter()
+                .find(|h| axum::http::HeaderName::from_bytes(h.as_bytes()).is_err())
+            {
+                return Err(ConfigError::new(
+                    setting,
+                    format!("`{bad}` is not a header name"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The listen address, parsed.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|_| {
+            ConfigError::new(
+                "server.listen",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:8080",
+                    self.server.listen
+                ),
+            )
+        })
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.server.request_timeout_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.server.shutdown_grace_secs)
+    }
+
+    pub fn database_kind(&self) -> DatabaseKind {
+        DatabaseKind::of(&self.database.url).unwrap_or(DatabaseKind::Sqlite)
+    }
+
+    /// The effective configuration as pretty JSON, secrets and URL passwords redacted.
+    pub fn redacted_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+/// Environment values are typed like TOML scalars (numbers, booleans, arrays), else strings.
+fn parse_env_value(raw: &str) -> figment::value::Value {
+    raw.parse::<figment::value::Value>()
+        .unwrap_or_else(|_| figment::value::Value::from(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let env: &[(&str, &str)] = &[("COLLOQUY_CONFIG_DIR", "/nonexistent")];
+        let config = Config::load_from(env).expect("defaults are valid");
+        assert_eq!(config.server.listen, "127.0.0.1:8080");
+        assert_eq!(config.database_kind(), DatabaseKind::Sqlite);
+        assert_eq!(config.auth.jwt_secret.expose(), DEVELOPMENT_JWT_SECRET);
+    }
+
+    #[test]
+    fn sectioned_and_fixed_env_names_override() {
+        let env: &[(&str, &str)] = &[
+            ("COLLOQUY_CONFIG_DIR", "/nonexistent"),
+            ("COLLOQUY_SERVER__BODY_LIMIT_BYTES", "2048"),
+            ("COLLOQUY_CORS__ALLOWED_ORIGINS", "[\"https://a.example\"]"),
+            ("COLLOQUY_LISTEN", "0.0.0.0:9000"),
+            ("COLLOQUY_JWT_SECRET", "123456"),
+        ];
+        let config = Config::load_from(env).unwrap();
+        assert_eq!(config.server.body_limit_bytes, 2048);
+        assert_eq!(config.cors.allowed_origins, vec!["https://a.example"]);
+        assert_eq!(config.server.listen, "0.0.0.0:9000");
+        assert_eq!(config.auth.jwt_secret.expose(), "123456");
+    }
+
+    #[test]
+    fn unknown_setting_is_named() {
+        let env: &[(&str, &str)] = &[
+            ("COLLOQUY_CONFIG_DIR", "/nonexistent"),
+            ("COLLOQUY_SERVER__LISTN", "x"),
+        ];
+        let err = Config::load_from(env).unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn redacts_url_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/db"),
+            "postgres://u:[redacted]@h:5432/db"
+        );
+        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+        let env: &[(&str, &str)] = &[
+            ("COLLOQUY_CONFIG_DIR", "/nonexistent"),
+            ("DATABASE_URL", "postgres://u:hunter2@h/db"),
+            ("OPENAI_API_KEY", "sk-very-secret"),
+        ];
+        let json = Config::load_from(env).unwrap().redacted_json();
+        assert!(!json.contains("hunter2") && !json.contains("sk-very-secret"));
+    }
+}

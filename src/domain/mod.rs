@@ -1,0 +1,13 @@
+//! Plain domain types shared by every layer: ids, principals, conversations, messages, usage. No I/O.
+
+pub mod conversation;
+pub mod ids;
+pub mod message;
+pub mod principal;
+pub mod usage;
+
+pub use conversation::Conversation;
+pub use ids::new_id;
+pub use message::{Message, MessageRole, MessageStatus, NewMessage};
+pub use principal::{AuthMethod, Principal, Role};
+pub use usage::UsageRecord;

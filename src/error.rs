@@ -1,0 +1,255 @@
+//! ApiError: the one place an error becomes an HTTP status and the JSON envelope
+//! `{"error": {"code", "message", "request_id", "details"?}}`.
+
+use std::borrow::Cow;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::http::request_id;
+use crate::store::StoreError;
+
+/// Every error code a client can see, with its status. Stable: clients switch on them.
+pub const ERROR_CODES: &[(&str, u16, &str)] = &[
+    ("bad_request", 400, "The request is malformed."),
+    ("malformed_json", 400, "The body is not valid JSON."),
+    (
+        "invalid_field",
+        422,
+        "A field is missing or has the wrong type or value; `details.field` names it.",
+    ),
+    ("unauthorized", 401, "Missing or invalid credentials."),
+    (
+        "forbidden",
+        403,
+        "Authenticated, but not allowed to do this.",
+    ),
+    (
+        "not_found",
+        404,
+        "No such route or resource (or it belongs to someone else).",
+    ),
+    (
+        "method_not_allowed",
+        405,
+        "The route exists but not with this method; see the Allow header.",
+    ),
+    (
+        "request_timeout",
+        408,
+        "The client took too long to send the request.",
+    ),
+    (
+        "payload_too_large",
+        413,
+        "The body is larger than the configured limit.",
+    ),
+    (
+        "unsupported_media_type",
+        415,
+        "The body must be sent as application/json.",
+    ),
+    ("rate_limited", 429, "Too many requests; see Retry-After."),
+    (
+        "internal",
+        500,
+        "An unexpected error; the request id helps the operator find it.",
+    ),
+    ("unavailable", 503, "The service cannot answer right now."),
+    (
+        "database_unavailable",
+        503,
+        "The database cannot be reached right now.",
+    ),
+    (
+        "not_ready",
+        503,
+        "A dependency is down; `details.checks` names it.",
+    ),
+    (
+        "timeout",
+        504,
+        "The server did not finish within its deadline.",
+    ),
+];
+
+/// The error envelope as documented in OpenAPI.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable snake_case code (see the API description for the list).
+    #[schema(example = "not_found")]
+    pub code: String,
+    /// A human sentence; never internals.
+    pub message: String,
+    /// The request's `X-Request-Id`, for support.
+    pub request_id: String,
+    /// Extra structured detail, e.g. `{"field": "message"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
+}
+
+/// Marks a response whose body already is the envelope, so the fallback layer leaves it.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvelopeRendered;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: Cow<'static, str>,
+    details: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    pub fn unauthorized(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn invalid_field(field: &str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+            .with_details(serde_json::json!({ "field": field }))
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "An internal error occurred.",
+        )
+    }
+
+    /// The envelope for a bare status some layer produced (405 from routing, 413 from the
+    /// body limit, 504 from the timeout...).
+    pub fn from_status(status: StatusCode) -> Self {
+        let (code, message): (&'static str, &'static str) = match status.as_u16() {
+            400 => ("bad_request", "The request is malformed."),
+            401 => ("unauthorized", "Missing or invalid credentials."),
+            403 => ("forbidden", "Not allowed."),
+            404 => ("not_found", "Not found."),
+            405 => (
+                "method_not_allowed",
+                "This method is not allowed on this route.",
+            ),
+            408 => ("request_timeout", "The request took too long to arrive."),
+            413 => ("payload_too_large", "The request body is too large."),
+            415 => ("unsupported_media_type", "Unsupported content type."),
+            429 => ("rate_limited", "Too many requests."),
+            503 => ("unavailable", "The service is unavailable."),
+            504 => ("timeout", "The server did not answer in time."),
+            s if s >= 500 => ("internal", "An internal error occurred."),
+            _ => ("bad_request", "The request was refused."),
+        };
+        Self::new(status, code, message)
+    }
+
+    fn body(&self) -> ErrorEnvelope {
+        ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code.to_owned(),
+                message: self.message.to_string(),
+                request_id: request_id::current().unwrap_or_default(),
+                details: self.details.clone(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.body()).unwrap_or_else(|_| b"{}".to_vec());
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response.extensions_mut().insert(EnvelopeRendered);
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::ConversationNotFound(_) => Self::not_found("conversation"),
+            StoreError::Unavailable(inner) => {
+                tracing::error!(error = %inner, "database unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "The database cannot be reached right now.",
+                )
+            }
+            other => {
+                tracing::error!(error = %other, "store error");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<crate::conversations::ConversationError> for ApiError {
+    fn from(e: crate::conversations::ConversationError) -> Self {
+        use crate::conversations::ConversationError as E;
+        match e {
+            E::NotFound => Self::not_found("conversation"),
+            E::Invalid { field, problem } => {
+                Self::invalid_field(field, format!("Invalid field `{field}`: {problem}"))
+            }
+            E::Forbidden(role) => {
+                Self::forbidden(format!("The {} role may not do this.", role.as_str()))
+            }
+            E::Store(inner) => inner.into(),
+        }
+    }
+}

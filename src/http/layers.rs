@@ -1,0 +1,256 @@
+//! The one layer list, outer to inner, with why each layer sits where it does.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
+use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use tracing::{Span, field};
+
+use crate::config::Config;
+use crate::error::{ApiError, EnvelopeRendered};
+use crate::http::request_id::{self, RequestId};
+
+/// Wraps the routed app in the middleware stack. Outer to inner:
+///
+/// 1. sensitive headers: Authorization, cookies and API keys are marked so no layer's
+///    `Debug` output can print them.
+/// 2. request id: first, so every response (a panic's or a preflight's too) carries it and
+///    error bodies can quote it.
+/// 3. trace span: one span per request with id, method, route, status and latency.
+/// 4. compression: gzip/br for JSON; never for `text/event-stream`, where it would buffer.
+/// 5. error envelope: turns any bare error a layer or axum produced (405, 413, 504...) into
+///    the envelope; sits inside compression so the envelope is compressed like any body.
+/// 6. CORS: inside the envelope layer, so error responses keep their CORS headers.
+/// 7. security headers: on every response, unless a route set its own (the docs page's CSP).
+/// 8. panic → 500 envelope: the outermost layer moved inward, below request id and
+///    envelope, so the 500 carries the request id and passes CORS like any error.
+/// 9. body limit: rejects declared-too-large bodies before routing, caps streamed ones.
+///
+/// The timeout is not here: it wraps only non-streaming routes (see `http::build_app`).
+pub fn apply(router: Router, config: &Config) -> Router {
+    let hsts = (config.security.hsts_max_age_secs > 0).then(|| {
+        let value = format!(
+            "max-age={}; includeSubDomains",
+            config.security.hsts_max_age_secs
+        );
+        SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("max-age=0")),
+        )
+    });
+    let csp = HeaderValue::from_str(&config.security.content_security_policy)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
+
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::PROXY_AUTHORIZATION,
+                header::COOKIE,
+                HeaderName::from_static("x-api-key"),
+            ]))
+            .layer(middleware::from_fn(request_id::assign))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(make_span)
+                    .on_response(
+                        |response: &axum::http::Response<_>, latency: Duration, span: &Span| {
+                            on_response(response.status(), latency, span)
+                        },
+                    ),
+            )
+            .layer(
+                CompressionLayer::new().gzip(true).br(true).compress_when(
+                    SizeAbove::new(256)
+                        .and(NotForContentType::SSE)
+                        .and(NotForContentType::IMAGES)
+                        .and(NotForContentType::GRPC),
+                ),
+            )
+            .layer(middleware::from_fn(envelope_fallback))
+            .layer(cors(config))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("DENY"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CONTENT_SECURITY_POLICY,
+                csp,
+            ))
+            .option_layer(hsts)
+            .layer(middleware::from_fn(catch_panic))
+            .layer(RequestBodyLimitLayer::new(config.server.body_limit_bytes)),
+    )
+}
+
+fn cors(config: &Config) -> CorsLayer {
+    let c = &config.cors;
+    let methods: Vec<Method> = c
+        .allowed_methods
+        .iter()
+        .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+        .collect();
+    let headers: Vec<HeaderName> = c
+        .allowed_headers
+        .iter()
+        .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+        .collect();
+    let expose: Vec<HeaderName> = c
+        .expose_headers
+        .iter()
+        .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+        .collect();
+    let origins = if c.allowed_origins.iter().any(|o| o == "*") {
+        AllowOrigin::from(Any)
+    } else {
+        AllowOrigin::list(
+            c.allowed_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods(methods)
+        .allow_headers(headers)
+        .expose_headers(expose)
+        .allow_credentials(c.allow_credentials)
+        .max_age(Duration::from_secs(c.max_age_secs))
+}
+
+fn make_span(request: &Request) -> Span {
+    let id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.as_ref())
+        .unwrap_or("");
+    // The route template is recorded after routing (`record_route`); the raw path and query
+    // are deliberately not logged, as they may carry ids or tokens.
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        route = field::Empty,
+        status = field::Empty,
+        latency_ms = field::Empty,
+    )
+}
+
+fn on_response(status: StatusCode, latency: Duration, span: &Span) {
+    let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    span.record("status", status.as_u16());
+    span.record("latency_ms", latency_ms);
+    tracing::info!("response");
+}
+
+/// Route layer: records the matched route template on the request span.
+pub async fn record_route(request: Request, next: Next) -> Response {
+    if let Some(path) = request.extensions().get::<MatchedPath>() {
+        Span::current().record("route", path.as_str());
+    }
+    next.run(request).await
+}
+
+/// Renders the envelope for error responses that do not have one yet, keeping their
+/// headers (Allow, CORS, Retry-After...).
+async fn envelope_fallback(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.extensions().get::<EnvelopeRendered>().is_some()
+    {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let (rendered, body) = ApiError::from_status(status).into_response().into_parts();
+    for name in [
+        header::CONTENT_LENGTH,
+        header::CONTENT_ENCODING,
+        header::TRANSFER_ENCODING,
+    ] {
+        parts.headers.remove(name);
+    }
+    for (name, value) in &rendered.headers {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    parts.extensions.insert(EnvelopeRendered);
+    Response::from_parts(parts, body)
+}
+
+/// A panicking handler becomes a 500 envelope; the panic text goes to the log only.
+async fn catch_panic(request: Request, next: Next) -> Response {
+    match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(payload) => {
+            let detail = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".to_owned());
+            tracing::error!(panic = %detail, "request handler panicked");
+            ApiError::internal().into_response()
+        }
+    }
+}
+
+/// The status a timed-out non-streaming request gets.
+pub const TIMEOUT_STATUS: StatusCode = StatusCode::GATEWAY_TIMEOUT;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    async fn boom() -> &'static str {
+        std::panic::panic_any("secret internals")
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_500_envelope_with_the_request_id() {
+        let env: &[(&str, &str)] = &[("COLLOQUY_CONFIG_DIR", "/nonexistent")];
+        let config = Config::load_from(env).unwrap();
+        let app = apply(Router::new().route("/boom", get(boom)), &config);
+        let response = app
+            .oneshot(
+                Request::get("/boom")
+                    .header("x-request-id", "panic-test-1")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()["x-request-id"], "panic-test-1");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("secret internals"), "{text}");
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"]["code"], "internal");
+        assert_eq!(json["error"]["request_id"], "panic-test-1");
+    }
+}

@@ -1,0 +1,82 @@
+//! The OpenAPI document's frame: info, the error-code table, security scheme, and the
+//! envelope as the default response of every operation.
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{ERROR_CODES, ErrorBody, ErrorEnvelope};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Colloquy", description = "Self-hosted chat API server for LLM specialists."),
+    components(schemas(ErrorEnvelope, ErrorBody)),
+    modifiers(&Frame),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "conversations", description = "Conversations and their messages"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Frame;
+
+impl Modify for Frame {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let mut table = String::from(
+            "\n\nEvery error is `{\"error\": {\"code\", \"message\", \"request_id\", \"details\"?}}`. Codes:\n\n| code | status | meaning |\n|---|---|---|\n",
+        );
+        for (code, status, meaning) in ERROR_CODES {
+            table.push_str(&format!("| `{code}` | {status} | {meaning} |\n"));
+        }
+        let description = openapi.info.description.get_or_insert_with(String::new);
+        description.push_str(&table);
+
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.responses.insert(
+            "Error".to_owned(),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description("Any error, in the envelope; see the code table")
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                            .build(),
+                    )
+                    .build(),
+            ),
+        );
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                add_default_error(op);
+            }
+        }
+    }
+}
+
+fn add_default_error(op: &mut Operation) {
+    op.responses
+        .responses
+        .entry("default".to_owned())
+        .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Error")));
+}

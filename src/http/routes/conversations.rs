@@ -1,0 +1,68 @@
+//! Conversations: `POST /v1/conversations` and `GET /v1/conversations/{id}`, owner-scoped.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::conversations::{self, NewConversation};
+use crate::domain::{Conversation, Principal};
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::http::extract::ApiJson;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConversation {
+    /// Shown in conversation lists; at most 200 characters.
+    pub title: Option<String>,
+    /// The specialist this conversation talks to.
+    pub specialist_id: Option<String>,
+}
+
+/// Starts an empty conversation owned by the caller.
+#[utoipa::path(post, path = "/v1/conversations", tag = "conversations",
+    request_body = CreateConversation,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = Conversation),
+        (status = 400, description = "`malformed_json`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`: viewers cannot create", body = ErrorEnvelope),
+        (status = 413, description = "`payload_too_large`", body = ErrorEnvelope),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_field`; `details.field` names it", body = ErrorEnvelope),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<CreateConversation>,
+) -> Result<(StatusCode, ApiJson<Conversation>), ApiError> {
+    let input = NewConversation {
+        title: body.title,
+        specialist_id: body.specialist_id,
+    };
+    let conversation = conversations::create(state.store.as_ref(), &principal, input).await?;
+    Ok((StatusCode::CREATED, ApiJson(conversation)))
+}
+
+/// One of the caller's conversations.
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations",
+    params(("id" = Uuid, Path, description = "Conversation id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The conversation", body = Conversation),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 404, description = "`not_found` (also for another user's conversation)", body = ErrorEnvelope),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<ApiJson<Conversation>, ApiError> {
+    // Parsed here rather than by `Path<Uuid>` so a bad id gets the envelope, not axum's text.
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("conversation"))?;
+    let conversation = conversations::get(state.store.as_ref(), &principal, id).await?;
+    Ok(ApiJson(conversation))
+}

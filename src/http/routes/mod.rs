@@ -1,0 +1,4 @@
+//! Route handlers: extract, call one service function, map the result.
+
+pub mod conversations;
+pub mod health;

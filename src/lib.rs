@@ -1,0 +1,30 @@
+//! Colloquy: a self-hosted chat API server for LLM specialists.
+//!
+//! Module map, top to bottom (data flows down and back up; nothing lower knows a higher one):
+//! - `cli`, `server`: the command line and serving (start-up, graceful shutdown).
+//! - `config`: settings from files and the environment; the only reader of the environment.
+//! - `telemetry`: the tracing subscriber.
+//! - `http`: routes, layers, extractors; the only module that knows axum (with `error`).
+//! - `error`: `ApiError`, the one place an error becomes an HTTP status and envelope.
+//! - `state`: `AppState`, the services handlers reach.
+//! - `conversations`, `readiness`: services.
+//! - `auth`: credential verification, no HTTP.
+//! - `store`: persistence over Postgres and SQLite; the only module that knows sqlx.
+//! - `tasks`: background tasks and their shutdown.
+//! - `domain`: plain types.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod conversations;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod readiness;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod tasks;
+pub mod telemetry;
+
+pub use http::build_app;

@@ -1,0 +1,139 @@
+//! Serving: connect the store, migrate, bind, serve until a signal, then shut down
+//! gracefully (stop accepting, let in-flight requests finish within the grace period,
+//! drain background tasks, close the pool).
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError, redact_url};
+use crate::http::build_app;
+use crate::state::AppState;
+use crate::store::{self, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Connects to the database and applies migrations when configured.
+pub async fn open_store(config: &Config) -> Result<std::sync::Arc<dyn store::Store>, ServeError> {
+    let store = store::connect(&config.database).await?;
+    if config.database.migrate_on_start {
+        store.migrate().await?;
+    }
+    Ok(store)
+}
+
+/// `colloquy serve`: runs until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), ServeError> {
+    let addr = config.listen_addr()?;
+    tracing::info!(
+        environment = %config.environment,
+        database = %redact_url(&config.database.url),
+        "starting colloquy {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let store = open_store(&config).await?;
+    let state = AppState::new(config, store)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    if !state.config.is_production() {
+        tracing::info!(
+            "development mode: get a bearer token with `colloquy token --sub you --role user`"
+        );
+    }
+    serve(listener, state, shutdown_signal()).await
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains. Tests call this directly.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let app = build_app(state.clone());
+    let stop = CancellationToken::new();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let mut server = tokio::spawn(async move { server.await });
+
+    tokio::select! {
+        result = &mut server => {
+            // The server stopped by itself: an accept error worth reporting.
+            return result.map_err(|e| std::io::Error::other(e.to_string()))?.map_err(ServeError::from);
+        }
+        () = shutdown => {}
+    }
+    let grace = state.config.shutdown_grace();
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: no new connections, finishing in-flight requests"
+    );
+    stop.cancel();
+    let started = tokio::time::Instant::now();
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(result) => {
+            result.map_err(|e| std::io::Error::other(e.to_string()))??;
+        }
+        Err(_) => {
+            tracing::warn!("grace period over; closing the connections still open");
+            server.abort();
+        }
+    }
+    let left = grace.saturating_sub(started.elapsed());
+    if !state
+        .background
+        .shutdown(left.max(std::time::Duration::from_secs(1)))
+        .await
+    {
+        tracing::warn!(
+            running = state.background.running(),
+            "background tasks still running at the deadline"
+        );
+    }
+    state.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (what Docker and Kubernetes send) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,123 @@
+//! Persistence: one `Store` API over Postgres and SQLite. Nothing outside this module knows sqlx.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::config::{DatabaseConfig, DatabaseKind};
+use crate::domain::{Conversation, Message, NewMessage, UsageRecord};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Errors of the storage layer; `error.rs` decides what a client sees.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("conversation {0} not found")]
+    ConversationNotFound(Uuid),
+    #[error("conflicting write: {0}")]
+    Conflict(String),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid database url: {0}")]
+    InvalidUrl(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => Self::Unavailable(e),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                Self::Conflict(db.message().to_owned())
+            }
+            _ => Self::Database(e),
+        }
+    }
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    pub conversations: u64,
+    pub messages: u64,
+    pub files: u64,
+    pub api_keys: u64,
+}
+
+/// The storage API. Services own ids and timestamps; the store writes what it is given.
+/// Messages have append and list only: there is no update, by design and by trigger.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which database this is, for logs and readiness.
+    fn kind(&self) -> DatabaseKind;
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// One round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn create_conversation(&self, conversation: &Conversation) -> Result<(), StoreError>;
+
+    /// A conversation by id, unless soft-deleted.
+    async fn get_conversation(&self, id: Uuid) -> Result<Option<Conversation>, StoreError>;
+
+    /// Appends a message, numbering it after the conversation's last one and touching the
+    /// conversation's `updated_at`, atomically.
+    async fn append_message(&self, message: &NewMessage) -> Result<Message, StoreError>;
+
+    /// A conversation's messages in order.
+    async fn list_messages(&self, conversation_id: Uuid) -> Result<Vec<Message>, StoreError>;
+
+    /// Writes usage rows in one statement (the batched writer's flush).
+    async fn insert_usage(&self, rows: &[UsageRecord]) -> Result<(), StoreError>;
+
+    /// A user's usage rows, newest first.
+    async fn list_usage(&self, user_hash: &str, limit: i64)
+    -> Result<Vec<UsageRecord>, StoreError>;
+
+    /// Deletes everything an owner has: the only path allowed to delete messages.
+    async fn purge_owner(&self, owner: &str) -> Result<PurgeReport, StoreError>;
+
+    /// Closes the pool, waiting for connections to be returned.
+    async fn close(&self);
+}
+
+/// Connects to the database `config.url` names. Creates a SQLite file (and its folder) if missing.
+pub async fn connect(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreError> {
+    let acquire = Duration::from_secs(config.acquire_timeout_secs);
+    match DatabaseKind::of(&config.url) {
+        Some(DatabaseKind::Postgres) => Ok(Arc::new(
+            PostgresStore::connect(&config.url, config.max_connections, acquire).await?,
+        )),
+        Some(DatabaseKind::Sqlite) => Ok(Arc::new(
+            SqliteStore::connect(&config.url, config.max_connections, acquire).await?,
+        )),
+        None => Err(StoreError::InvalidUrl(
+            "expected postgres:// or sqlite:".into(),
+        )),
+    }
+}
+
+/// Maps a stored enum column back, or reports corruption instead of panicking.
+fn parse_column<T>(
+    value: &str,
+    parse: fn(&str) -> Option<T>,
+    column: &str,
+) -> Result<T, StoreError> {
+    parse(value).ok_or_else(|| StoreError::Corrupt(format!("{column} = {value:?}")))
+}

@@ -1,0 +1,275 @@
+//! The Store on Postgres: one round trip per call where the dialect allows it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::{PurgeReport, Store, StoreError, parse_column};
+use crate::config::DatabaseKind;
+use crate::domain::{Conversation, Message, MessageRole, MessageStatus, NewMessage, UsageRecord};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str, max: u32, acquire: Duration) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(acquire)
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+macro_rules! conversation_columns {
+    () => {
+        "id, owner, title, specialist_id, message_count, created_at, updated_at, archived_at, deleted_at"
+    };
+}
+macro_rules! message_columns {
+    () => {
+        "id, conversation_id, seq, role, content, attachments, input_tokens, output_tokens, status, created_at"
+    };
+}
+macro_rules! usage_columns {
+    () => {
+        "id, request_id, user_hash, conversation_id, specialist_id, provider, model, input_tokens, output_tokens, cached_tokens, usage_estimated, cost_nano_usd, latency_ms, ttft_ms, streamed, success, error_code, created_at"
+    };
+}
+
+fn conversation_from(row: &PgRow) -> Result<Conversation, StoreError> {
+    Ok(Conversation {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        title: row.try_get("title")?,
+        specialist_id: row.try_get("specialist_id")?,
+        message_count: row.try_get("message_count")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        archived_at: row.try_get("archived_at")?,
+        deleted_at: row.try_get("deleted_at")?,
+    })
+}
+
+fn message_from(row: &PgRow) -> Result<Message, StoreError> {
+    Ok(Message {
+        id: row.try_get("id")?,
+        conversation_id: row.try_get("conversation_id")?,
+        seq: row.try_get("seq")?,
+        role: parse_column(row.try_get("role")?, MessageRole::parse, "messages.role")?,
+        content: row.try_get("content")?,
+        attachments: row.try_get("attachments")?,
+        input_tokens: row.try_get("input_tokens")?,
+        output_tokens: row.try_get("output_tokens")?,
+        status: parse_column(
+            row.try_get("status")?,
+            MessageStatus::parse,
+            "messages.status",
+        )?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn usage_from(row: &PgRow) -> Result<UsageRecord, StoreError> {
+    Ok(UsageRecord {
+        id: row.try_get("id")?,
+        request_id: row.try_get("request_id")?,
+        user_hash: row.try_get("user_hash")?,
+        conversation_id: row.try_get("conversation_id")?,
+        specialist_id: row.try_get("specialist_id")?,
+        provider: row.try_get("provider")?,
+        model: row.try_get("model")?,
+        input_tokens: row.try_get("input_tokens")?,
+        output_tokens: row.try_get("output_tokens")?,
+        cached_tokens: row.try_get("cached_tokens")?,
+        usage_estimated: row.try_get("usage_estimated")?,
+        cost_nano_usd: row.try_get("cost_nano_usd")?,
+        latency_ms: row.try_get("latency_ms")?,
+        ttft_ms: row.try_get("ttft_ms")?,
+        streamed: row.try_get("streamed")?,
+        success: row.try_get("success")?,
+        error_code: row.try_get("error_code")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn kind(&self) -> DatabaseKind {
+        DatabaseKind::Postgres
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_conversation(&self, c: &Conversation) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO conversations (id, owner, title, specialist_id, message_count, created_at, updated_at, archived_at, deleted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(c.id)
+        .bind(&c.owner)
+        .bind(&c.title)
+        .bind(&c.specialist_id)
+        .bind(c.message_count)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .bind(c.archived_at)
+        .bind(c.deleted_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_conversation(&self, id: Uuid) -> Result<Option<Conversation>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE id = $1 AND deleted_at IS NULL"
+        );
+        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(conversation_from).transpose()
+    }
+
+    async fn append_message(&self, m: &NewMessage) -> Result<Message, StoreError> {
+        // One statement: the UPDATE takes the conversation's row lock, so concurrent appends
+        // are numbered one after another, and both writes commit or neither does.
+        let seq: Option<i64> = sqlx::query_scalar(
+            "WITH c AS ( \
+                UPDATE conversations SET message_count = message_count + 1, updated_at = $9 \
+                WHERE id = $2 AND deleted_at IS NULL RETURNING message_count) \
+             INSERT INTO messages (id, conversation_id, seq, role, content, attachments, input_tokens, output_tokens, status, created_at) \
+             SELECT $1, $2, c.message_count, $3, $4, $5, $6, $7, $8, $9 FROM c RETURNING seq",
+        )
+        .bind(m.id)
+        .bind(m.conversation_id)
+        .bind(m.role.as_str())
+        .bind(&m.content)
+        .bind(&m.attachments)
+        .bind(m.input_tokens)
+        .bind(m.output_tokens)
+        .bind(m.status.as_str())
+        .bind(m.created_at)
+        .fetch_optional(&self.pool)
+        .await?;
+        match seq {
+            Some(seq) => Ok(Message::from_new(m, seq)),
+            None => Err(StoreError::ConversationNotFound(m.conversation_id)),
+        }
+    }
+
+    async fn list_messages(&self, conversation_id: Uuid) -> Result<Vec<Message>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 ORDER BY seq"
+        );
+        let rows = sqlx::query(sql)
+            .bind(conversation_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(message_from).collect()
+    }
+
+    async fn insert_usage(&self, rows: &[UsageRecord]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut qb = QueryBuilder::new(concat!("INSERT INTO usage_logs (", usage_columns!(), ") "));
+        qb.push_values(rows, |mut b, r| {
+            b.push_bind(r.id)
+                .push_bind(&r.request_id)
+                .push_bind(&r.user_hash)
+                .push_bind(r.conversation_id)
+                .push_bind(&r.specialist_id)
+                .push_bind(&r.provider)
+                .push_bind(&r.model)
+                .push_bind(r.input_tokens)
+                .push_bind(r.output_tokens)
+                .push_bind(r.cached_tokens)
+                .push_bind(r.usage_estimated)
+                .push_bind(r.cost_nano_usd)
+                .push_bind(r.latency_ms)
+                .push_bind(r.ttft_ms)
+                .push_bind(r.streamed)
+                .push_bind(r.success)
+                .push_bind(&r.error_code)
+                .push_bind(r.created_at);
+        });
+        qb.build().execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn list_usage(
+        &self,
+        user_hash: &str,
+        limit: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            usage_columns!(),
+            " FROM usage_logs WHERE user_hash = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(sql)
+            .bind(user_hash)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(usage_from).collect()
+    }
+
+    async fn purge_owner(&self, owner: &str) -> Result<PurgeReport, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Opens the append-only trigger's purge path for this transaction only.
+        sqlx::query("SELECT set_config('colloquy.purge', 'on', true)")
+            .execute(&mut *tx)
+            .await?;
+        let messages = sqlx::query(
+            "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE owner = $1)",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let conversations = sqlx::query("DELETE FROM conversations WHERE owner = $1")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let files = sqlx::query("DELETE FROM files WHERE owner = $1")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let api_keys = sqlx::query("DELETE FROM api_keys WHERE owner = $1")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(PurgeReport {
+            conversations,
+            messages,
+            files,
+            api_keys,
+        })
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,336 @@
+//! The Store on an embedded SQLite file (WAL mode): the zero-setup default.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::types::Json;
+use sqlx::{QueryBuilder, Row};
+use time::OffsetDateTime;
+use time::format_description::well_known::{Iso8601, iso8601};
+use uuid::Uuid;
+
+use super::{PurgeReport, Store, StoreError, parse_column};
+use crate::config::DatabaseKind;
+use crate::domain::{Conversation, Message, MessageRole, MessageStatus, NewMessage, UsageRecord};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// Times are stored as fixed-width RFC 3339 text (`2026-01-02T03:04:05.123456Z`), so text
+/// order is time order; a trimmed fraction would sort `…05Z` after `…05.5Z`.
+const TIME_FORMAT: Iso8601<
+    {
+        iso8601::Config::DEFAULT
+            .set_time_precision(iso8601::TimePrecision::Second {
+                decimal_digits: std::num::NonZeroU8::new(6),
+            })
+            .encode()
+    },
+> = Iso8601;
+
+fn ts(t: OffsetDateTime) -> Result<String, StoreError> {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&TIME_FORMAT)
+        .map_err(|e| StoreError::Corrupt(format!("unformattable time: {e}")))
+}
+
+fn ts_opt(t: Option<OffsetDateTime>) -> Result<Option<String>, StoreError> {
+    t.map(ts).transpose()
+}
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, max: u32, acquire: Duration) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
+        let file = options.get_filename();
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::InvalidUrl(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(acquire)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+macro_rules! conversation_columns {
+    () => {
+        "id, owner, title, specialist_id, message_count, created_at, updated_at, archived_at, deleted_at"
+    };
+}
+macro_rules! message_columns {
+    () => {
+        "id, conversation_id, seq, role, content, attachments, input_tokens, output_tokens, status, created_at"
+    };
+}
+macro_rules! usage_columns {
+    () => {
+        "id, request_id, user_hash, conversation_id, specialist_id, provider, model, input_tokens, output_tokens, cached_tokens, usage_estimated, cost_nano_usd, latency_ms, ttft_ms, streamed, success, error_code, created_at"
+    };
+}
+
+fn conversation_from(row: &SqliteRow) -> Result<Conversation, StoreError> {
+    Ok(Conversation {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        title: row.try_get("title")?,
+        specialist_id: row.try_get("specialist_id")?,
+        message_count: row.try_get("message_count")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        archived_at: row.try_get("archived_at")?,
+        deleted_at: row.try_get("deleted_at")?,
+    })
+}
+
+fn message_from(row: &SqliteRow) -> Result<Message, StoreError> {
+    let attachments: Json<serde_json::Value> = row.try_get("attachments")?;
+    Ok(Message {
+        id: row.try_get("id")?,
+        conversation_id: row.try_get("conversation_id")?,
+        seq: row.try_get("seq")?,
+        role: parse_column(row.try_get("role")?, MessageRole::parse, "messages.role")?,
+        content: row.try_get("content")?,
+        attachments: attachments.0,
+        input_tokens: row.try_get("input_tokens")?,
+        output_tokens: row.try_get("output_tokens")?,
+        status: parse_column(
+            row.try_get("status")?,
+            MessageStatus::parse,
+            "messages.status",
+        )?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn usage_from(row: &SqliteRow) -> Result<UsageRecord, StoreError> {
+    Ok(UsageRecord {
+        id: row.try_get("id")?,
+        request_id: row.try_get("request_id")?,
+        user_hash: row.try_get("user_hash")?,
+        conversation_id: row.try_get("conversation_id")?,
+        specialist_id: row.try_get("specialist_id")?,
+        provider: row.try_get("provider")?,
+        model: row.try_get("model")?,
+        input_tokens: row.try_get("input_tokens")?,
+        output_tokens: row.try_get("output_tokens")?,
+        cached_tokens: row.try_get("cached_tokens")?,
+        usage_estimated: row.try_get("usage_estimated")?,
+        cost_nano_usd: row.try_get("cost_nano_usd")?,
+        latency_ms: row.try_get("latency_ms")?,
+        ttft_ms: row.try_get("ttft_ms")?,
+        streamed: row.try_get("streamed")?,
+        success: row.try_get("success")?,
+        error_code: row.try_get("error_code")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn kind(&self) -> DatabaseKind {
+        DatabaseKind::Sqlite
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_conversation(&self, c: &Conversation) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO conversations (id, owner, title, specialist_id, message_count, created_at, updated_at, archived_at, deleted_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(c.id)
+        .bind(&c.owner)
+        .bind(&c.title)
+        .bind(&c.specialist_id)
+        .bind(c.message_count)
+        .bind(ts(c.created_at)?)
+        .bind(ts(c.updated_at)?)
+        .bind(ts_opt(c.archived_at)?)
+        .bind(ts_opt(c.deleted_at)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_conversation(&self, id: Uuid) -> Result<Option<Conversation>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE id = ? AND deleted_at IS NULL"
+        );
+        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(conversation_from).transpose()
+    }
+
+    async fn append_message(&self, m: &NewMessage) -> Result<Message, StoreError> {
+        // The UPDATE comes first so the transaction holds SQLite's write lock from its first
+        // statement: appends are serialized and numbered without gaps or duplicates.
+        let created_at = ts(m.created_at)?;
+        let mut tx = self.pool.begin().await?;
+        let seq: Option<i64> = sqlx::query_scalar(
+            "UPDATE conversations SET message_count = message_count + 1, updated_at = ? \
+             WHERE id = ? AND deleted_at IS NULL RETURNING message_count",
+        )
+        .bind(&created_at)
+        .bind(m.conversation_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(seq) = seq else {
+            return Err(StoreError::ConversationNotFound(m.conversation_id));
+        };
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, seq, role, content, attachments, input_tokens, output_tokens, status, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(m.id)
+        .bind(m.conversation_id)
+        .bind(seq)
+        .bind(m.role.as_str())
+        .bind(&m.content)
+        .bind(Json(&m.attachments))
+        .bind(m.input_tokens)
+        .bind(m.output_tokens)
+        .bind(m.status.as_str())
+        .bind(&created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Message::from_new(m, seq))
+    }
+
+    async fn list_messages(&self, conversation_id: Uuid) -> Result<Vec<Message>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = ? ORDER BY seq"
+        );
+        let rows = sqlx::query(sql)
+            .bind(conversation_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(message_from).collect()
+    }
+
+    async fn insert_usage(&self, rows: &[UsageRecord]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let times = rows
+            .iter()
+            .map(|r| ts(r.created_at))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut qb = QueryBuilder::new(concat!("INSERT INTO usage_logs (", usage_columns!(), ") "));
+        qb.push_values(rows.iter().zip(times), |mut b, (r, created_at)| {
+            b.push_bind(r.id)
+                .push_bind(r.request_id.clone())
+                .push_bind(r.user_hash.clone())
+                .push_bind(r.conversation_id)
+                .push_bind(r.specialist_id.clone())
+                .push_bind(r.provider.clone())
+                .push_bind(r.model.clone())
+                .push_bind(r.input_tokens)
+                .push_bind(r.output_tokens)
+                .push_bind(r.cached_tokens)
+                .push_bind(r.usage_estimated)
+                .push_bind(r.cost_nano_usd)
+                .push_bind(r.latency_ms)
+                .push_bind(r.ttft_ms)
+                .push_bind(r.streamed)
+                .push_bind(r.success)
+                .push_bind(r.error_code.clone())
+                .push_bind(created_at);
+        });
+        qb.build().execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn list_usage(
+        &self,
+        user_hash: &str,
+        limit: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            usage_columns!(),
+            " FROM usage_logs WHERE user_hash = ? ORDER BY created_at DESC, id DESC LIMIT ?"
+        );
+        let rows = sqlx::query(sql)
+            .bind(user_hash)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(usage_from).collect()
+    }
+
+    async fn purge_owner(&self, owner: &str) -> Result<PurgeReport, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Opens the append-only trigger's gate; the row is removed before commit, and a
+        // failure rolls it back with everything else.
+        sqlx::query("INSERT INTO purge_gate (opened_by) VALUES (?)")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        let messages = sqlx::query(
+            "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE owner = ?)",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let conversations = sqlx::query("DELETE FROM conversations WHERE owner = ?")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let files = sqlx::query("DELETE FROM files WHERE owner = ?")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let api_keys = sqlx::query("DELETE FROM api_keys WHERE owner = ?")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM purge_gate")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(PurgeReport {
+            conversations,
+            messages,
+            files,
+            api_keys,
+        })
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
