@@ -12,6 +12,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, Uri, header};
 use axum::middleware;
+use axum::routing::get;
+use bytes::Bytes;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
@@ -32,15 +34,25 @@ const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'sel
 
 /// Builds the whole application: routes, OpenAPI, docs and the layer stack.
 pub fn build_app(state: AppState) -> Router {
-    let (router, openapi) = route_list(&state).split_for_parts();
+    let (router, mut openapi) = route_list(&state).split_for_parts();
+    openapi::finish(&mut openapi);
+    // Rendered once; every request gets the same bytes.
+    let spec = Bytes::from(openapi.to_json().unwrap_or_default());
     let docs: Router<AppState> = Router::from(
-        SwaggerUi::new("/docs").url("/openapi.json", openapi),
+        SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")),
     )
     .layer(SetResponseHeaderLayer::overriding(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(DOCS_CSP),
     ));
     let router = router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let spec = spec.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], spec) }
+            }),
+        )
         .merge(docs)
         .fallback(not_found)
         // The body limit lives in the layer stack, where it also covers streamed bodies.

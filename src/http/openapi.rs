@@ -1,10 +1,10 @@
 //! The OpenAPI document's frame: info, the error-code table, security scheme, and the
 //! envelope as the default response of every operation.
 
+use utoipa::OpenApi;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, ResponseBuilder};
-use utoipa::{Modify, OpenApi};
 
 use crate::error::{ERROR_CODES, ErrorBody, ErrorEnvelope};
 
@@ -12,7 +12,6 @@ use crate::error::{ERROR_CODES, ErrorBody, ErrorEnvelope};
 #[openapi(
     info(title = "Colloquy", description = "Self-hosted chat API server for LLM specialists."),
     components(schemas(ErrorEnvelope, ErrorBody)),
-    modifiers(&Frame),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "conversations", description = "Conversations and their messages"),
@@ -20,10 +19,10 @@ use crate::error::{ERROR_CODES, ErrorBody, ErrorEnvelope};
 )]
 pub struct ApiDoc;
 
-struct Frame;
-
-impl Modify for Frame {
-    fn modify(&self, openapi: &mut OpenApiDoc) {
+/// Completes the document once the route list has added its paths: the error-code table,
+/// the bearer scheme, and the envelope as every operation's default response.
+pub fn finish(openapi: &mut OpenApiDoc) {
+    {
         let mut table = String::from(
             "\n\nEvery error is `{\"error\": {\"code\", \"message\", \"request_id\", \"details\"?}}`. Codes:\n\n| code | status | meaning |\n|---|---|---|\n",
         );

@@ -1,0 +1,288 @@
+//! TestApp: the real app on 127.0.0.1:0 over a fresh database (a new Postgres database or
+//! a temporary SQLite file), with request helpers. Postgres comes from TEST_DATABASE_URL
+//! (default: the local server); under CI=true its absence fails the test, never skips it.
+
+use std::sync::Arc;
+
+use colloquy::config::Config;
+use colloquy::domain::Role;
+use colloquy::state::AppState;
+use colloquy::store::{self, Store};
+use sqlx::Connection;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const DEFAULT_TEST_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned())
+}
+
+pub fn test_redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_TEST_REDIS_URL.to_owned())
+}
+
+/// A database made for one test and dropped after it.
+pub struct TestDatabase {
+    pub url: String,
+    pub backend: Backend,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    /// None when Postgres is unreachable outside CI (the test is then skipped, loudly).
+    pub async fn create(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}/colloquy.db", dir.path().display());
+                Some(Self {
+                    url,
+                    backend,
+                    pg_name: None,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres => {
+                let admin_url = admin_database_url();
+                let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
+                    Ok(c) => c,
+                    Err(e) if !in_ci() => {
+                        eprintln!(
+                            "SKIPPED: Postgres unreachable at TEST_DATABASE_URL ({e}); set it or start Postgres"
+                        );
+                        return None;
+                    }
+                    Err(e) => {
+                        panic!("CI=true and Postgres is unreachable at TEST_DATABASE_URL: {e}")
+                    }
+                };
+                let name = format!("colloquy_test_{}", Uuid::new_v4().simple());
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create test database");
+                let _ = admin.close().await;
+                Some(Self {
+                    url: with_database(&admin_url, &name),
+                    backend,
+                    pg_name: Some(name),
+                    _dir: None,
+                })
+            }
+        }
+    }
+
+    /// Drops the Postgres database now, while the app may still hold connections.
+    pub async fn sabotage(&self) {
+        if let Some(name) = &self.pg_name {
+            drop_database(name).await;
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            // Drop runs outside any async context guarantee, so use a runtime of its own.
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(drop_database(&name));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+async fn drop_database(name: &str) {
+    if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_database_url()).await {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await;
+        let _ = admin.close().await;
+    }
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// The configuration a test app runs with: defaults, the test database, plus overrides.
+pub fn test_config(db_url: &str, overrides: &[(&str, &str)]) -> Config {
+    let mut env: Vec<(&str, &str)> = vec![
+        ("COLLOQUY_CONFIG_DIR", "/nonexistent"),
+        ("DATABASE_URL", db_url),
+        ("COLLOQUY_DATABASE__MAX_CONNECTIONS", "4"),
+        ("COLLOQUY_SERVER__SHUTDOWN_GRACE_SECS", "5"),
+    ];
+    env.extend_from_slice(overrides);
+    Config::load_from(env.as_slice()).expect("test config is valid")
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub db: TestDatabase,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)]) -> Option<Self> {
+        let db = TestDatabase::create(backend).await?;
+        let config = test_config(&db.url, overrides);
+        let store = store::connect(&config.database)
+            .await
+            .expect("connect test database");
+        store.migrate().await.expect("migrate test database");
+        let state = AppState::new(config.clone(), store.clone()).expect("state");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = format!("http://{}", listener.local_addr().expect("local addr"));
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = colloquy::server::serve(listener, state, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Some(Self {
+            address,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            config,
+            store,
+            db,
+            shutdown: Some(tx),
+            server: Some(server),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path))
+    }
+
+    /// A bearer token for `sub` with `role`, signed with the app's secret.
+    pub fn token(&self, sub: &str, role: Role) -> String {
+        colloquy::auth::jwt::mint(
+            &self.config.auth,
+            &colloquy::auth::jwt::TokenRequest {
+                sub,
+                email: Some("tester@example.com"),
+                role,
+                ttl_secs: 600,
+            },
+        )
+        .expect("mint token")
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+/// Reads a response's JSON body and checks it is the error envelope with `code`.
+pub async fn assert_envelope(
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status for {code}");
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .expect("x-request-id on error")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let ct = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(
+        ct.as_deref(),
+        Some("application/json"),
+        "content type for {code}"
+    );
+    let body: serde_json::Value = response.json().await.expect("JSON error body");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body["error"]["request_id"], request_id.as_str(), "{body}");
+    body
+}
+
+/// Generates `NAME::sqlite` and `NAME::postgres` tests from `async fn NAME(backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,266 @@
+//! The binary as operators run it: graceful shutdown on SIGTERM with a request in flight,
+//! no credentials in logs even at trace level, `check-config`, `healthcheck`, `migrate`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_colloquy");
+
+struct Server {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `colloquy serve` on a free port with a fresh SQLite file, JSON logs at trace level.
+fn start(extra_env: &[(&str, &str)]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/c.db", dir.path().display());
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .env_clear()
+        .env("COLLOQUY_CONFIG_DIR", "/nonexistent")
+        .env("COLLOQUY_LISTEN", "127.0.0.1:0")
+        .env("DATABASE_URL", &db)
+        .env("RUST_LOG", "trace")
+        .env("COLLOQUY_TELEMETRY__FORMAT", "json")
+        .env("COLLOQUY_SERVER__SHUTDOWN_GRACE_SECS", "10")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("\"listening\"") {
+                let _ = tx.send(line.clone());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server reports its address");
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let address = json["fields"]["address"].as_str().unwrap().to_owned();
+    Server {
+        child,
+        logs,
+        address,
+        _dir: dir,
+    }
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn token() -> String {
+    let out = Command::new(BIN)
+        .args(["token", "--sub", "alice", "--role", "user"])
+        .env_clear()
+        .env("COLLOQUY_CONFIG_DIR", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish_and_logs_hold_no_credentials() {
+    let mut server = start(&[]);
+    let token = token();
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", server.address);
+
+    // A request whose body is still arriving when SIGTERM lands.
+    let (release, wait) = tokio::sync::oneshot::channel::<()>();
+    let body =
+        futures_util::stream::once(async { Ok::<_, std::io::Error>(b"{\"title\": ".to_vec()) })
+            .chain(futures_util::stream::once(async move {
+                let _ = wait.await;
+                Ok(b"\"in flight\"}".to_vec())
+            }));
+    use futures_util::StreamExt;
+    let in_flight = tokio::spawn(
+        client
+            .post(format!("{base}/v1/conversations"))
+            .bearer_auth(&token)
+            .header("cookie", "session=cookie-secret-value")
+            .header("x-api-key", "ck_apikeysecretvalue")
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    // Wait until the server has the request (its span is logged), then signal.
+    for _ in 0..100 {
+        if server
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("/v1/conversations"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigterm(&server.child);
+    for _ in 0..100 {
+        if server
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("shutting down"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = release.send(());
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request completes");
+    assert_eq!(
+        response.status(),
+        201,
+        "the in-flight request finished after SIGTERM"
+    );
+
+    let status = tokio::task::spawn_blocking(move || server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "clean exit after draining: {status:?}");
+    let logs = server.logs.lock().unwrap().join("\n");
+    assert!(logs.contains("stopped"), "shutdown completed");
+    for secret in [
+        token.as_str(),
+        "cookie-secret-value",
+        "ck_apikeysecretvalue",
+        "Bearer",
+    ] {
+        assert!(!logs.contains(secret), "`{secret}` leaked into logs");
+    }
+    // Production logs are JSON lines.
+    assert!(
+        logs.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "every log line is JSON"
+    );
+}
+
+#[test]
+fn check_config_redacts_and_names_bad_settings() {
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("check-config")
+            .env_clear()
+            .env("COLLOQUY_CONFIG_DIR", "/nonexistent");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let ok = run(&[
+        ("DATABASE_URL", "postgres://u:hunter2@db/x"),
+        ("OPENAI_API_KEY", "sk-live-secret"),
+    ]);
+    assert!(ok.status.success());
+    let stdout = String::from_utf8(ok.stdout).unwrap();
+    assert!(stdout.contains("postgres://u:[redacted]@db/x"), "{stdout}");
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("sk-live-secret"),
+        "{stdout}"
+    );
+
+    let bad = run(&[
+        ("COLLOQUY_ENV", "production"),
+        ("COLLOQUY_JWT_SECRET", "short"),
+    ]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8(bad.stderr).unwrap();
+    assert!(stderr.contains("COLLOQUY_JWT_SECRET"), "{stderr}");
+    assert!(
+        !stderr.contains("short\""),
+        "the secret itself is not echoed: {stderr}"
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_with_an_unsafe_production_config() {
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("COLLOQUY_CONFIG_DIR", "/nonexistent")
+        .env("COLLOQUY_ENV", "production")
+        .env(
+            "COLLOQUY_JWT_SECRET",
+            "a-production-secret-of-at-least-32-bytes!",
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("database.url") && stderr.contains("SQLite"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn healthcheck_and_migrate_commands() {
+    let mut server = start(&[]);
+    let check = |listen: &str| {
+        Command::new(BIN)
+            .arg("healthcheck")
+            .env_clear()
+            .env("COLLOQUY_CONFIG_DIR", "/nonexistent")
+            .env("COLLOQUY_LISTEN", listen)
+            .status()
+            .unwrap()
+    };
+    assert!(check(&server.address).success(), "healthy server → exit 0");
+    let port = server.address.rsplit(':').next().unwrap().to_owned();
+    assert!(
+        check(&format!("0.0.0.0:{port}")).success(),
+        "0.0.0.0 is checked on loopback"
+    );
+    sigterm(&server.child);
+    let _ = tokio::task::spawn_blocking(move || server.child.wait())
+        .await
+        .unwrap();
+    assert!(
+        !check(&format!("127.0.0.1:{port}")).success(),
+        "stopped server → non-zero"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/m/c.db", dir.path().display());
+    let status = Command::new(BIN)
+        .arg("migrate")
+        .env_clear()
+        .env("COLLOQUY_CONFIG_DIR", "/nonexistent")
+        .env("DATABASE_URL", &db)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        dir.path().join("m/c.db").exists(),
+        "migrate creates the database and its folder"
+    );
+}
