@@ -321,7 +321,8 @@ impl Config {
             figment = figment.merge((key, parse_env_value(&value)));
         }
         for (name, key) in FIXED_ENV_NAMES {
-            if let Some(value) = env.get(name) {
+            // Empty counts as unset, as shells and .env files commonly write it.
+            if let Some(value) = env.get(name).filter(|v| !v.is_empty()) {
                 // Kept as strings: a numeric-looking secret must stay a string.
                 figment = figment.merge((*key, value));
             }
@@ -392,13 +393,10 @@ impl Config {
             ));
         }
         if self.auth.jwt_secret.is_empty() {
-            if self.is_production() {
-                return Err(ConfigError::new(
-                    "auth.jwt_secret",
-                    "is required in production",
-                ));
-            }
-        } else if self.is_production() {
+            // An empty HMAC key would accept tokens anyone can sign.
+            return Err(ConfigError::new("auth.jwt_secret", "must not be empty"));
+        }
+        if self.is_production() {
             if self.auth.jwt_secret.expose() == DEVELOPMENT_JWT_SECRET {
                 return Err(ConfigError::new(
                     "auth.jwt_secret",

@@ -34,7 +34,15 @@ fn production_refusals_name_the_setting() {
         (
             &[("COLLOQUY_JWT_SECRET", "")],
             "COLLOQUY_JWT_SECRET",
-            "missing secret",
+            "unset secret falls back to the development one",
+        ),
+        (
+            &[
+                ("COLLOQUY_JWT_SECRET", ""),
+                ("COLLOQUY_AUTH__JWT_SECRET", "\"\""),
+            ],
+            "auth.jwt_secret",
+            "empty secret",
         ),
         (
             &[("COLLOQUY_JWT_SECRET", "short-secret")],
