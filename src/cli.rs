@@ -51,7 +51,8 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve);
-    if let Command::CheckConfig = command {
+    // check-config loads without validating first, so it can show what it judges.
+    if matches!(command, Command::CheckConfig) {
         return check_config();
     }
     let config = match Config::load() {
@@ -78,8 +79,7 @@ pub fn run(cli: Cli) -> ExitCode {
             ttl,
         } => {
             let Some(role) = Role::parse(&role) else {
-                eprintln!("colloquy: --role must be viewer, user or admin");
-                return ExitCode::from(2);
+                return fail(&"--role must be viewer, user or admin");
             };
             let request = TokenRequest {
                 sub: &sub,
@@ -97,12 +97,8 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Healthcheck => healthcheck(&config),
-        Command::CheckConfig => unreachable_check_config(),
+        Command::CheckConfig => check_config(),
     }
-}
-
-fn unreachable_check_config() -> ExitCode {
-    check_config()
 }
 
 fn check_config() -> ExitCode {

@@ -13,6 +13,9 @@
 //! - `tasks`: background tasks and their shutdown.
 //! - `domain`: plain types.
 
+// Outside tests a panic would be a 500 or a crash: errors are returned instead.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -1,6 +1,25 @@
 //! Persistence: one `Store` API over Postgres and SQLite. Nothing outside this module knows sqlx.
 
+// Column lists shared by both dialects' SQL (macros, so `concat!` can build static strings
+// that sqlx accepts as audited SQL). Defined before the modules that use them.
+macro_rules! conversation_columns {
+    () => {
+        "id, owner, title, specialist_id, message_count, created_at, updated_at, archived_at, deleted_at"
+    };
+}
+macro_rules! message_columns {
+    () => {
+        "id, conversation_id, seq, role, content, attachments, input_tokens, output_tokens, status, created_at"
+    };
+}
+macro_rules! usage_columns {
+    () => {
+        "id, request_id, user_hash, conversation_id, specialist_id, provider, model, input_tokens, output_tokens, cached_tokens, usage_estimated, cost_nano_usd, latency_ms, ttft_ms, streamed, success, error_code, created_at"
+    };
+}
+
 mod postgres;
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;

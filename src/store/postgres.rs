@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{QueryBuilder, Row};
+use sqlx::QueryBuilder;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use uuid::Uuid;
 
-use super::{PurgeReport, Store, StoreError, parse_column};
+use super::{PurgeReport, Store, StoreError, rows};
 use crate::config::DatabaseKind;
-use crate::domain::{Conversation, Message, MessageRole, MessageStatus, NewMessage, UsageRecord};
+use crate::domain::{Conversation, Message, NewMessage, UsageRecord};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -26,78 +26,6 @@ impl PostgresStore {
             .await?;
         Ok(Self { pool })
     }
-}
-
-macro_rules! conversation_columns {
-    () => {
-        "id, owner, title, specialist_id, message_count, created_at, updated_at, archived_at, deleted_at"
-    };
-}
-macro_rules! message_columns {
-    () => {
-        "id, conversation_id, seq, role, content, attachments, input_tokens, output_tokens, status, created_at"
-    };
-}
-macro_rules! usage_columns {
-    () => {
-        "id, request_id, user_hash, conversation_id, specialist_id, provider, model, input_tokens, output_tokens, cached_tokens, usage_estimated, cost_nano_usd, latency_ms, ttft_ms, streamed, success, error_code, created_at"
-    };
-}
-
-fn conversation_from(row: &PgRow) -> Result<Conversation, StoreError> {
-    Ok(Conversation {
-        id: row.try_get("id")?,
-        owner: row.try_get("owner")?,
-        title: row.try_get("title")?,
-        specialist_id: row.try_get("specialist_id")?,
-        message_count: row.try_get("message_count")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        archived_at: row.try_get("archived_at")?,
-        deleted_at: row.try_get("deleted_at")?,
-    })
-}
-
-fn message_from(row: &PgRow) -> Result<Message, StoreError> {
-    Ok(Message {
-        id: row.try_get("id")?,
-        conversation_id: row.try_get("conversation_id")?,
-        seq: row.try_get("seq")?,
-        role: parse_column(row.try_get("role")?, MessageRole::parse, "messages.role")?,
-        content: row.try_get("content")?,
-        attachments: row.try_get("attachments")?,
-        input_tokens: row.try_get("input_tokens")?,
-        output_tokens: row.try_get("output_tokens")?,
-        status: parse_column(
-            row.try_get("status")?,
-            MessageStatus::parse,
-            "messages.status",
-        )?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn usage_from(row: &PgRow) -> Result<UsageRecord, StoreError> {
-    Ok(UsageRecord {
-        id: row.try_get("id")?,
-        request_id: row.try_get("request_id")?,
-        user_hash: row.try_get("user_hash")?,
-        conversation_id: row.try_get("conversation_id")?,
-        specialist_id: row.try_get("specialist_id")?,
-        provider: row.try_get("provider")?,
-        model: row.try_get("model")?,
-        input_tokens: row.try_get("input_tokens")?,
-        output_tokens: row.try_get("output_tokens")?,
-        cached_tokens: row.try_get("cached_tokens")?,
-        usage_estimated: row.try_get("usage_estimated")?,
-        cost_nano_usd: row.try_get("cost_nano_usd")?,
-        latency_ms: row.try_get("latency_ms")?,
-        ttft_ms: row.try_get("ttft_ms")?,
-        streamed: row.try_get("streamed")?,
-        success: row.try_get("success")?,
-        error_code: row.try_get("error_code")?,
-        created_at: row.try_get("created_at")?,
-    })
 }
 
 #[async_trait]
@@ -142,7 +70,7 @@ impl Store for PostgresStore {
             " FROM conversations WHERE id = $1 AND deleted_at IS NULL"
         );
         let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(conversation_from).transpose()
+        row.as_ref().map(rows::conversation).transpose()
     }
 
     async fn append_message(&self, m: &NewMessage) -> Result<Message, StoreError> {
@@ -182,7 +110,7 @@ impl Store for PostgresStore {
             .bind(conversation_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(message_from).collect()
+        rows.iter().map(rows::message).collect()
     }
 
     async fn insert_usage(&self, rows: &[UsageRecord]) -> Result<(), StoreError> {
@@ -229,7 +157,7 @@ impl Store for PostgresStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(usage_from).collect()
+        rows.iter().map(rows::usage).collect()
     }
 
     async fn purge_owner(&self, owner: &str) -> Result<PurgeReport, StoreError> {

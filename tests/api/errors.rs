@@ -1,6 +1,7 @@
 //! Every refusal is the JSON envelope with a stable code and the request id.
 
 use colloquy::domain::Role;
+use futures_util::StreamExt;
 
 use crate::helpers::{Backend, TestApp, assert_envelope};
 use crate::on_both_backends;
@@ -204,4 +205,38 @@ async fn bad_bodies(backend: Backend) {
             );
         }
     }
+}
+
+/// A request that outlives `server.request_timeout_secs` gets the `timeout` envelope.
+#[tokio::test]
+async fn slow_request_gets_504_timeout() {
+    let Some(app) = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[("COLLOQUY_SERVER__REQUEST_TIMEOUT_SECS", "1")],
+    )
+    .await
+    else {
+        return;
+    };
+    let token = app.token("u1", Role::User);
+    // The body's second half comes only after the deadline (bounded: the stream ends by itself).
+    let body = futures_util::stream::iter([0u8, 1]).then(|i| async move {
+        if i == 1 {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        }
+        Ok::<_, std::io::Error>(if i == 0 {
+            b"{\"title\": ".to_vec()
+        } else {
+            b"\"late\"}".to_vec()
+        })
+    });
+    let response = app
+        .post("/v1/conversations")
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(response, 504, "timeout").await;
 }
