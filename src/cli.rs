@@ -167,12 +167,12 @@ fn healthcheck(config: &Config) -> ExitCode {
         let n = stream.read(&mut head)?;
         Ok(String::from_utf8_lossy(&head[..n]).into_owned())
     })();
-    match result {
-        Ok(head) if head.starts_with("HTTP/1.1 200") => ExitCode::SUCCESS,
-        Ok(head) => {
-            let status = head.lines().next().unwrap_or("").to_owned();
-            fail(&format!("unhealthy: {status}"))
-        }
-        Err(e) => fail(&format!("cannot reach {target}: {e}")),
-    }
+    // Docker reads 0 as healthy and 1 as unhealthy (2 is reserved), so failures are 1 here.
+    let problem = match result {
+        Ok(head) if head.starts_with("HTTP/1.1 200") => return ExitCode::SUCCESS,
+        Ok(head) => format!("unhealthy: {}", head.lines().next().unwrap_or("")),
+        Err(e) => format!("cannot reach {target}: {e}"),
+    };
+    let _ = writeln!(std::io::stderr(), "colloquy: {problem}");
+    ExitCode::FAILURE
 }

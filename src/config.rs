@@ -16,6 +16,9 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// The development JWT secret shipped in `config/default.toml`; production refuses it.
 pub const DEVELOPMENT_JWT_SECRET: &str = "colloquy-development-secret-change-me-0000";
 
+/// The development pepper shipped in `config/default.toml`; production refuses it.
+pub const DEVELOPMENT_USER_HASH_PEPPER: &str = "colloquy-development-pepper";
+
 /// Fixed environment names operators and scripts rely on, and the setting each one sets.
 pub const FIXED_ENV_NAMES: &[(&str, &str)] = &[
     ("COLLOQUY_LISTEN", "server.listen"),
@@ -102,7 +105,19 @@ pub struct AuthConfig {
     pub leeway_secs: u64,
     pub issuer: String,
     pub audience: String,
+    pub subject_claim: String,
+    pub email_claim: String,
+    pub role_claims: Vec<String>,
     pub default_role: String,
+    pub allowed_email_domains: Vec<String>,
+    pub user_hash_pepper: Secret,
+    pub jwks_url: String,
+    pub jwks_algorithms: Vec<String>,
+    pub jwks_refresh_secs: u64,
+    pub jwks_min_refetch_secs: u64,
+    pub public_key_pem_file: String,
+    pub public_key_algorithm: String,
+    pub api_key_cache_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,25 +188,44 @@ fn serialize_redacted_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Er
     s.serialize_str(&redact_url(url))
 }
 
-/// Hides the password of `scheme://user:password@host/...`, for logs and `check-config`.
+/// Hides passwords in `scheme://user:password@host/...?password=...`, for logs and
+/// `check-config`.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };
-    let rest = &url[scheme_end + 3..];
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let rest = &base[scheme_end + 3..];
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let authority = &rest[..authority_end];
-    match authority.rfind('@') {
+    let mut out = match authority.rfind('@') {
         Some(at) => {
             let user = authority[..at].split(':').next().unwrap_or("");
             format!(
                 "{}://{user}:[redacted]@{}",
-                &url[..scheme_end],
+                &base[..scheme_end],
                 &rest[at + 1..]
             )
         }
-        None => url.to_owned(),
+        None => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => {
+                    format!("{k}=[redacted]")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
     }
+    out
 }
 
 /// A setting that is wrong, named the way an operator would set it.
@@ -251,7 +285,10 @@ impl EnvSource for ProcessEnv {
         std::env::var(name).ok()
     }
     fn all(&self) -> Vec<(String, String)> {
-        std::env::vars().collect()
+        // vars() would panic on a non-UTF-8 variable that has nothing to do with us.
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect()
     }
 }
 
@@ -381,19 +418,27 @@ impl Config {
             ));
         }
         let redis = &self.redis.url;
-        if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+        if !(redis.is_empty() || redis.starts_with("redis://")) {
             return Err(ConfigError::new(
                 "redis.url",
-                "must start with redis:// or rediss:// (or be empty)",
+                "must start with redis:// (or be empty); TLS (rediss://) is not supported yet",
             ));
         }
         self.validate_cors()?;
-        if crate::domain::Role::parse(&self.auth.default_role).is_none() {
+        self.validate_auth()?;
+        if self.is_production()
+            && kind == DatabaseKind::Sqlite
+            && !self.database.allow_sqlite_in_production
+        {
             return Err(ConfigError::new(
-                "auth.default_role",
-                "must be viewer, user or admin",
+                "database.url",
+                "is SQLite in production; use Postgres, or opt in with COLLOQUY_DATABASE__ALLOW_SQLITE_IN_PRODUCTION=true",
             ));
         }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
         if self.auth.jwt_secret.is_empty() {
             // An empty HMAC key would accept tokens anyone can sign.
             return Err(ConfigError::new("auth.jwt_secret", "must not be empty"));
@@ -412,25 +457,91 @@ impl Config {
                 ));
             }
         }
-        if self.is_production()
-            && kind == DatabaseKind::Sqlite
-            && !self.database.allow_sqlite_in_production
+        let a = &self.auth;
+        if crate::domain::Role::parse(&a.default_role).is_none() {
+            return Err(ConfigError::new(
+                "auth.default_role",
+                "must be viewer, user or admin",
+            ));
+        }
+        if a.subject_claim.is_empty() {
+            return Err(ConfigError::new("auth.subject_claim", "must not be empty"));
+        }
+        if let Some(bad) = a
+            .allowed_email_domains
+            .iter()
+            .find(|d| d.is_empty() || d.contains('@') || d.contains(char::is_whitespace))
         {
             return Err(ConfigError::new(
-                "database.url",
-                "is SQLite in production; use Postgres, or opt in with COLLOQUY_DATABASE__ALLOW_SQLITE_IN_PRODUCTION=true",
+                "auth.allowed_email_domains",
+                format!("`{bad}` is not a domain like example.com"),
+            ));
+        }
+        if a.user_hash_pepper.is_empty() {
+            return Err(ConfigError::new(
+                "auth.user_hash_pepper",
+                "must not be empty",
+            ));
+        }
+        if self.is_production() && a.user_hash_pepper.expose() == DEVELOPMENT_USER_HASH_PEPPER {
+            return Err(ConfigError::new(
+                "auth.user_hash_pepper",
+                "is the shipped development value; set your own (COLLOQUY_AUTH__USER_HASH_PEPPER) in production",
+            ));
+        }
+        let url = &a.jwks_url;
+        if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(ConfigError::new("auth.jwks_url", "must be an http(s) URL"));
+        }
+        for alg in &a.jwks_algorithms {
+            if !crate::auth::keys::is_asymmetric_algorithm(alg) {
+                return Err(ConfigError::new(
+                    "auth.jwks_algorithms",
+                    format!(
+                        "`{alg}` is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"
+                    ),
+                ));
+            }
+        }
+        if !a.public_key_pem_file.is_empty() {
+            if !crate::auth::keys::is_asymmetric_algorithm(&a.public_key_algorithm) {
+                return Err(ConfigError::new(
+                    "auth.public_key_algorithm",
+                    "must be an asymmetric algorithm such as RS256, ES256 or EdDSA",
+                ));
+            }
+            if !std::path::Path::new(&a.public_key_pem_file).is_file() {
+                return Err(ConfigError::new(
+                    "auth.public_key_pem_file",
+                    format!("`{}` is not a readable file", a.public_key_pem_file),
+                ));
+            }
+        }
+        if a.jwks_refresh_secs == 0 {
+            return Err(ConfigError::new(
+                "auth.jwks_refresh_secs",
+                "must be at least 1",
             ));
         }
         Ok(())
     }
 
     fn validate_cors(&self) -> Result<(), ConfigError> {
-        let any = self.cors.allowed_origins.iter().any(|o| o == "*");
-        if any && self.cors.allow_credentials {
-            return Err(ConfigError::new(
-                "cors.allow_credentials",
-                "cannot be true while cors.allowed_origins allows any origin (\"*\"); list the origins instead",
-            ));
+        if self.cors.allow_credentials {
+            // Browsers refuse wildcards with credentials, and the CORS layer would panic.
+            for (setting, list) in [
+                ("cors.allowed_origins", &self.cors.allowed_origins),
+                ("cors.allowed_methods", &self.cors.allowed_methods),
+                ("cors.allowed_headers", &self.cors.allowed_headers),
+                ("cors.expose_headers", &self.cors.expose_headers),
+            ] {
+                if list.iter().any(|v| v == "*") {
+                    return Err(ConfigError::new(
+                        "cors.allow_credentials",
+                        format!("cannot be true while {setting} is \"*\"; list the values instead"),
+                    ));
+                }
+            }
         }
         for origin in self.cors.allowed_origins.iter().filter(|o| *o != "*") {
             let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
@@ -553,6 +664,10 @@ mod tests {
             "postgres://u:[redacted]@h:5432/db"
         );
         assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+        assert_eq!(
+            redact_url("postgres://h/db?user=u&password=pw&sslmode=require"),
+            "postgres://h/db?user=u&password=[redacted]&sslmode=require"
+        );
         let env: &[(&str, &str)] = &[
             ("COLLOQUY_CONFIG_DIR", "/nonexistent"),
             ("DATABASE_URL", "postgres://u:hunter2@h/db"),

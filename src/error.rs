@@ -253,3 +253,21 @@ impl From<crate::conversations::ConversationError> for ApiError {
         }
     }
 }
+
+impl From<crate::api_keys::ApiKeyError> for ApiError {
+    fn from(e: crate::api_keys::ApiKeyError) -> Self {
+        use crate::api_keys::ApiKeyError as E;
+        match e {
+            E::NotFound => Self::not_found("api key"),
+            E::Invalid { field, problem } => {
+                Self::invalid_field(field, format!("Invalid field `{field}`: {problem}"))
+            }
+            E::Forbidden(message) => Self::forbidden(message),
+            E::Random(detail) => {
+                tracing::error!(error = %detail, "no randomness for an api key");
+                Self::internal()
+            }
+            E::Store(inner) => inner.into(),
+        }
+    }
+}

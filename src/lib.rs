@@ -7,7 +7,7 @@
 //! - `http`: routes, layers, extractors; the only module that knows axum (with `error`).
 //! - `error`: `ApiError`, the one place an error becomes an HTTP status and envelope.
 //! - `state`: `AppState`, the services handlers reach.
-//! - `conversations`, `readiness`: services.
+//! - `conversations`, `api_keys`, `readiness`: services.
 //! - `auth`: credential verification, no HTTP.
 //! - `store`: persistence over Postgres and SQLite; the only module that knows sqlx.
 //! - `tasks`: background tasks and their shutdown.
@@ -16,6 +16,7 @@
 // Outside tests a panic would be a 500 or a crash: errors are returned instead.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod api_keys;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -29,5 +30,6 @@ pub mod state;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod tls;
 
 pub use http::build_app;

@@ -19,8 +19,8 @@ pub enum ServeError {
     Config(#[from] ConfigError),
     #[error("database: {0}")]
     Store(#[from] StoreError),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -68,6 +68,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    state.start().await;
     let app = build_app(state.clone());
     let stop = CancellationToken::new();
     let server = axum::serve(
@@ -100,18 +101,26 @@ pub async fn serve(
             server.abort();
         }
     }
-    let left = grace.saturating_sub(started.elapsed());
-    if !state
-        .background
-        .shutdown(left.max(std::time::Duration::from_secs(1)))
-        .await
-    {
+    // Background tasks and the pool get what is left of the grace period (at least a
+    // second, to flush accounting), so a hung request cannot hold the process forever.
+    let left = grace
+        .saturating_sub(started.elapsed())
+        .max(std::time::Duration::from_secs(1));
+    if !state.background.shutdown(left).await {
         tracing::warn!(
             running = state.background.running(),
             "background tasks still running at the deadline"
         );
     }
-    state.store.close().await;
+    let left = grace
+        .saturating_sub(started.elapsed())
+        .max(std::time::Duration::from_secs(1));
+    if tokio::time::timeout(left, state.store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections still in use at the deadline");
+    }
     tracing::info!("stopped");
     Ok(())
 }

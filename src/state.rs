@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::JwtVerifier;
+use crate::auth::{Authenticator, KeySetupError};
 use crate::config::Config;
 use crate::store::Store;
 use crate::tasks::Background;
@@ -16,25 +16,43 @@ pub struct AppState {
     /// Redis, when `REDIS_URL` is set: a client that opens connections on demand, so a Redis
     /// restart needs no server restart.
     pub redis: Option<redis::Client>,
-    /// Bearer-token verification, keyed once at start-up.
-    pub jwt: Arc<JwtVerifier>,
+    /// Credentials (JWTs, API keys) into principals.
+    pub auth: Arc<Authenticator>,
     /// Background tasks, awaited on shutdown.
     pub background: Background,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("redis.url: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Keys(#[from] KeySetupError),
+}
+
 impl AppState {
-    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, redis::RedisError> {
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, StateError> {
         let redis = if config.redis.url.is_empty() {
             None
         } else {
             Some(redis::Client::open(config.redis.url.as_str())?)
         };
+        let background = Background::new();
         Ok(Self {
-            jwt: Arc::new(JwtVerifier::new(&config.auth)),
+            auth: Arc::new(Authenticator::new(
+                &config.auth,
+                store.clone(),
+                background.clone(),
+            )?),
             config: Arc::new(config),
             store,
             redis,
-            background: Background::new(),
+            background,
         })
+    }
+
+    /// Start-up work that needs the runtime: warm the JWKS, start background loops.
+    pub async fn start(&self) {
+        self.auth.start().await;
     }
 }

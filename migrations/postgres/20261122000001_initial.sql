@@ -94,6 +94,7 @@ CREATE INDEX files_sha256 ON files (sha256);
 CREATE TABLE api_keys (
     id           uuid PRIMARY KEY,
     owner        text NOT NULL,
+    user_hash    text NOT NULL,
     name         text NOT NULL,
     prefix       text NOT NULL,
     hash         text NOT NULL UNIQUE,
@@ -102,5 +103,6 @@ CREATE TABLE api_keys (
     last_used_at timestamptz,
     revoked_at   timestamptz
 );
-CREATE INDEX api_keys_owner_created ON api_keys (owner, created_at DESC, id DESC);
+-- An owner's keys newest first (ids are time-ordered UUIDv7, so the id is the cursor).
+CREATE INDEX api_keys_owner_id ON api_keys (owner, id DESC);
 CREATE INDEX api_keys_prefix ON api_keys (prefix);

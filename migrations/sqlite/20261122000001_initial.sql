@@ -92,6 +92,7 @@ CREATE INDEX files_sha256 ON files (sha256);
 CREATE TABLE api_keys (
     id           BLOB PRIMARY KEY NOT NULL,
     owner        TEXT NOT NULL,
+    user_hash    TEXT NOT NULL,
     name         TEXT NOT NULL,
     prefix       TEXT NOT NULL,
     hash         TEXT NOT NULL UNIQUE,
@@ -100,5 +101,6 @@ CREATE TABLE api_keys (
     last_used_at TEXT,
     revoked_at   TEXT
 );
-CREATE INDEX api_keys_owner_created ON api_keys (owner, created_at DESC, id DESC);
+-- An owner's keys newest first (ids are time-ordered UUIDv7, so the id is the cursor).
+CREATE INDEX api_keys_owner_id ON api_keys (owner, id DESC);
 CREATE INDEX api_keys_prefix ON api_keys (prefix);

@@ -1,132 +1,132 @@
-//! HS256 JWTs: verification (algorithm pinned, `exp` required, `nbf`/`iss`/`aud` checked)
-//! and minting for `colloquy token`.
+//! JWT verification (algorithm pinned by key source, `exp` required, `nbf`/`iss`/`aud`
+//! checked, claim names configurable) and minting for `colloquy token`.
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
+use serde_json::{Map, Value};
 
+use super::AuthError;
+use super::keys::KeySources;
 use crate::config::AuthConfig;
-use crate::domain::{AuthMethod, Principal, Role};
+use crate::domain::Role;
 
-/// Why a credential was refused. The reason is logged; the token never is.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("no Authorization header")]
-    Missing,
-    #[error("Authorization scheme is not Bearer")]
-    WrongScheme,
-    #[error("token expired")]
-    Expired,
-    #[error("token not yet valid")]
-    NotYetValid,
-    #[error("token has the wrong issuer")]
-    WrongIssuer,
-    #[error("token has the wrong audience")]
-    WrongAudience,
-    #[error("token algorithm not accepted")]
-    WrongAlgorithm,
-    #[error("token signature invalid")]
-    BadSignature,
-    #[error("token claims invalid: {0}")]
-    BadClaims(&'static str),
-    #[error("token malformed")]
-    Malformed,
+/// What a verified token says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClaims {
+    pub subject: String,
+    pub email: Option<String>,
+    /// Known roles the token names (unknown role names are ignored).
+    pub roles: Vec<Role>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    nbf: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    iat: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    role: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    roles: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    iss: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    aud: Option<String>,
-}
-
-/// Verifies bearer tokens against the configured HS256 secret.
 pub struct JwtVerifier {
-    key: DecodingKey,
-    validation: Validation,
-    default_role: Role,
+    keys: KeySources,
+    leeway: u64,
+    issuer: Option<String>,
+    audience: Option<String>,
+    subject_claim: String,
+    email_claim: String,
+    role_claims: Vec<String>,
 }
 
 impl JwtVerifier {
-    pub fn new(config: &AuthConfig) -> Self {
-        // Pinned to HS256: a token naming any other algorithm (`none`, RS256...) is refused.
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = config.leeway_secs;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        if config.issuer.is_empty() {
-            validation.iss = None;
-        } else {
-            validation.set_issuer(&[&config.issuer]);
-        }
-        if config.audience.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&[&config.audience]);
-        }
+    pub fn new(config: &AuthConfig, keys: KeySources) -> Self {
         Self {
-            key: DecodingKey::from_secret(config.jwt_secret.expose().as_bytes()),
-            validation,
-            default_role: Role::parse(&config.default_role).unwrap_or(Role::Viewer),
+            keys,
+            leeway: config.leeway_secs,
+            issuer: (!config.issuer.is_empty()).then(|| config.issuer.clone()),
+            audience: (!config.audience.is_empty()).then(|| config.audience.clone()),
+            subject_claim: config.subject_claim.clone(),
+            email_claim: config.email_claim.clone(),
+            role_claims: config.role_claims.clone(),
         }
     }
 
-    /// Verifies a token and maps its claims to a principal.
-    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-                ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
-                ErrorKind::InvalidAudience => AuthError::WrongAudience,
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                    AuthError::WrongAlgorithm
-                }
-                ErrorKind::InvalidSignature => AuthError::BadSignature,
-                ErrorKind::MissingRequiredClaim(_) => AuthError::BadClaims("missing exp or sub"),
-                _ => AuthError::Malformed,
-            },
-        )?;
-        let claims = data.claims;
-        if claims.sub.trim().is_empty() {
-            return Err(AuthError::BadClaims("empty sub"));
+    pub fn keys(&self) -> &KeySources {
+        &self.keys
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<TokenClaims, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            // `alg: none` and unknown names fail here, before any key is chosen.
+            ErrorKind::InvalidAlgorithmName => AuthError::WrongAlgorithm,
+            _ => AuthError::Malformed,
+        })?;
+        let (key, alg) = self.keys.resolve(&header).await?;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &self.validation(alg))
+            .map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+            ErrorKind::InvalidAudience => AuthError::WrongAudience,
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                AuthError::WrongAlgorithm
+            }
+            ErrorKind::InvalidSignature => AuthError::BadSignature,
+            ErrorKind::MissingRequiredClaim(_) => AuthError::BadClaims("missing exp"),
+            _ => AuthError::Malformed,
+        })?;
+        self.map_claims(&data.claims)
+    }
+
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut validation = Validation::new(alg);
+        validation.leeway = self.leeway;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp"]);
+        match &self.issuer {
+            Some(iss) => validation.set_issuer(&[iss]),
+            None => validation.iss = None,
         }
-        let named: Vec<&str> = claims
-            .role
-            .iter()
-            .map(String::as_str)
-            .chain(claims.roles.iter().flatten().map(String::as_str))
-            .collect();
-        let role = if named.is_empty() {
-            self.default_role
-        } else {
-            // The highest role the token names; unknown role names grant nothing.
-            named
-                .iter()
-                .filter_map(|r| Role::parse(r))
-                .max()
-                .ok_or(AuthError::BadClaims("no known role"))?
-        };
-        Ok(Principal {
-            user_id: claims.sub,
-            email: claims.email.map(|e| e.to_ascii_lowercase()),
-            role,
-            method: AuthMethod::Jwt,
+        match &self.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        validation
+    }
+
+    fn map_claims(&self, claims: &Map<String, Value>) -> Result<TokenClaims, AuthError> {
+        let subject = claim(claims, &self.subject_claim)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && s.len() <= 256)
+            .ok_or(AuthError::BadClaims("missing or empty subject"))?
+            .to_owned();
+        let email = claim(claims, &self.email_claim)
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase);
+        let mut roles = Vec::new();
+        for name in &self.role_claims {
+            match claim(claims, name) {
+                Some(Value::String(r)) => roles.extend(Role::parse(r)),
+                Some(Value::Array(items)) => roles.extend(
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .filter_map(Role::parse),
+                ),
+                _ => {}
+            }
+        }
+        Ok(TokenClaims {
+            subject,
+            email,
+            roles,
         })
     }
+}
+
+/// A claim by name or dotted path (`realm_access.roles`).
+fn claim<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if let Some(v) = claims.get(path) {
+        return Some(v);
+    }
+    let mut parts = path.split('.');
+    let mut current = claims.get(parts.next()?)?;
+    for part in parts {
+        current = current.get(part)?;
+    }
+    Some(current)
 }
 
 /// What `colloquy token` mints.
@@ -137,23 +137,31 @@ pub struct TokenRequest<'a> {
     pub ttl_secs: u64,
 }
 
-/// Mints an HS256 token with the configured secret, issuer and audience.
+/// Mints an HS256 token with the configured secret, claim names, issuer and audience.
 pub fn mint(
     config: &AuthConfig,
     request: &TokenRequest<'_>,
 ) -> Result<String, jsonwebtoken::errors::Error> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
-    let claims = Claims {
-        sub: request.sub.to_owned(),
-        exp: now + request.ttl_secs,
-        nbf: None,
-        iat: Some(now),
-        email: request.email.map(str::to_owned),
-        role: Some(request.role.as_str().to_owned()),
-        roles: None,
-        iss: (!config.issuer.is_empty()).then(|| config.issuer.clone()),
-        aud: (!config.audience.is_empty()).then(|| config.audience.clone()),
-    };
+    let mut claims = Map::new();
+    claims.insert(config.subject_claim.clone(), request.sub.into());
+    claims.insert("exp".into(), (now + request.ttl_secs).into());
+    claims.insert("iat".into(), now.into());
+    if let Some(email) = request.email {
+        claims.insert(config.email_claim.clone(), email.into());
+    }
+    let role_claim = config
+        .role_claims
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "role".to_owned());
+    claims.insert(role_claim, request.role.as_str().into());
+    if !config.issuer.is_empty() {
+        claims.insert("iss".into(), config.issuer.clone().into());
+    }
+    if !config.audience.is_empty() {
+        claims.insert("aud".into(), config.audience.clone().into());
+    }
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -171,8 +179,12 @@ mod tests {
         Config::load_from(env).unwrap().auth
     }
 
-    #[test]
-    fn minted_tokens_verify_and_map_claims() {
+    fn verifier(cfg: &AuthConfig) -> JwtVerifier {
+        JwtVerifier::new(cfg, KeySources::new(cfg).unwrap())
+    }
+
+    #[tokio::test]
+    async fn minted_tokens_verify_and_map_claims() {
         let cfg = config();
         let token = mint(
             &cfg,
@@ -184,29 +196,22 @@ mod tests {
             },
         )
         .unwrap();
-        let p = JwtVerifier::new(&cfg).verify(&token).unwrap();
-        assert_eq!(p.user_id, "u1");
-        assert_eq!(p.email.as_deref(), Some("a@example.com"));
-        assert_eq!(p.role, Role::Admin);
+        let c = verifier(&cfg).verify(&token).await.unwrap();
+        assert_eq!(c.subject, "u1");
+        assert_eq!(c.email.as_deref(), Some("a@example.com"));
+        assert_eq!(c.roles, vec![Role::Admin]);
     }
 
     #[test]
-    fn refuses_other_secrets_and_garbage() {
-        let cfg = config();
-        let mut other = cfg.clone();
-        other.jwt_secret = crate::config::Secret::new("another-secret-another-secret-xx");
-        let token = mint(
-            &other,
-            &TokenRequest {
-                sub: "u",
-                email: None,
-                role: Role::User,
-                ttl_secs: 60,
-            },
+    fn claims_by_dotted_path() {
+        let claims: Map<String, Value> = serde_json::from_str(
+            r#"{"realm_access": {"roles": ["offline_access", "admin"]}, "sub": "x"}"#,
         )
         .unwrap();
-        let v = JwtVerifier::new(&cfg);
-        assert_eq!(v.verify(&token), Err(AuthError::BadSignature));
-        assert_eq!(v.verify("garbage"), Err(AuthError::Malformed));
+        assert_eq!(
+            claim(&claims, "realm_access.roles"),
+            Some(&serde_json::json!(["offline_access", "admin"]))
+        );
+        assert_eq!(claim(&claims, "realm_access.missing"), None);
     }
 }

@@ -1,5 +1,198 @@
-//! Authentication, free of HTTP: verifying bearer tokens into a `Principal`.
+//! Authentication, free of HTTP: bearer JWTs (HS256 secret, JWKS, PEM) and API keys into a
+//! `Principal`, with the email-domain allow-list and the usage hash of the user.
 
+pub mod api_keys;
+pub mod jwks;
 pub mod jwt;
+pub mod keys;
 
-pub use jwt::{AuthError, JwtVerifier};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+pub use jwt::JwtVerifier;
+pub use keys::{KeySetupError, KeySources};
+
+use crate::config::{AuthConfig, Secret};
+use crate::domain::ids::now_utc;
+use crate::domain::{AuthMethod, Principal, Role};
+use crate::store::Store;
+use crate::tasks::Background;
+
+/// Why a credential was refused. The reason is logged; the credential never is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no credentials")]
+    Missing,
+    #[error("Authorization scheme is not Bearer")]
+    WrongScheme,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("token has the wrong issuer")]
+    WrongIssuer,
+    #[error("token has the wrong audience")]
+    WrongAudience,
+    #[error("token algorithm not accepted")]
+    WrongAlgorithm,
+    #[error("token signed by an unknown key")]
+    UnknownKey,
+    #[error("token signature invalid")]
+    BadSignature,
+    #[error("token claims invalid: {0}")]
+    BadClaims(&'static str),
+    #[error("token malformed")]
+    Malformed,
+    #[error("email domain not allowed")]
+    DomainNotAllowed,
+    #[error("unknown API key")]
+    UnknownApiKey,
+    #[error("API key revoked")]
+    RevokedApiKey,
+    #[error("credential store unavailable")]
+    Unavailable,
+}
+
+/// A credential as presented.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    /// `Authorization: Bearer <jwt>`
+    Jwt(&'a str),
+    /// `Authorization: Bearer ck_...` or `X-Api-Key: ck_...`
+    ApiKey(&'a str),
+}
+
+pub struct Authenticator {
+    jwt: JwtVerifier,
+    store: Arc<dyn Store>,
+    keys: api_keys::KeyCache,
+    default_role: Role,
+    allowed_domains: Vec<String>,
+    pepper: Secret,
+    background: Background,
+}
+
+impl Authenticator {
+    pub fn new(
+        config: &AuthConfig,
+        store: Arc<dyn Store>,
+        background: Background,
+    ) -> Result<Self, KeySetupError> {
+        Ok(Self {
+            jwt: JwtVerifier::new(config, KeySources::new(config)?),
+            store,
+            keys: api_keys::KeyCache::new(Duration::from_secs(config.api_key_cache_secs)),
+            default_role: Role::parse(&config.default_role).unwrap_or(Role::Viewer),
+            allowed_domains: config
+                .allowed_email_domains
+                .iter()
+                .map(|d| d.trim_start_matches('@').to_ascii_lowercase())
+                .collect(),
+            pepper: config.user_hash_pepper.clone(),
+            background,
+        })
+    }
+
+    /// Fetches the JWKS once and starts its background refresh (no-op without a JWKS).
+    pub async fn start(&self) {
+        if let Some(jwks) = self.jwt.keys().jwks() {
+            let _ = jwks.fetch().await;
+            self.background
+                .spawn(jwks.clone().refresh_loop(self.background.shutdown_signal()));
+        }
+    }
+
+    pub async fn authenticate(&self, credential: Credential<'_>) -> Result<Principal, AuthError> {
+        match credential {
+            Credential::Jwt(token) => self.authenticate_jwt(token).await,
+            Credential::ApiKey(key) => self.authenticate_key(key).await,
+        }
+    }
+
+    async fn authenticate_jwt(&self, token: &str) -> Result<Principal, AuthError> {
+        let claims = self.jwt.verify(token).await?;
+        if !self.allowed_domains.is_empty() {
+            let domain = claims
+                .email
+                .as_deref()
+                .and_then(|e| e.rsplit_once('@'))
+                .map(|(_, d)| d);
+            if !domain.is_some_and(|d| self.allowed_domains.iter().any(|a| a == d)) {
+                return Err(AuthError::DomainNotAllowed);
+            }
+        }
+        let role = claims
+            .roles
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(self.default_role);
+        Ok(Principal {
+            user_hash: self.user_hash(claims.email.as_deref(), &claims.subject),
+            user_id: claims.subject,
+            email: claims.email,
+            role,
+            method: AuthMethod::Jwt,
+        })
+    }
+
+    async fn authenticate_key(&self, key: &str) -> Result<Principal, AuthError> {
+        let prefix = api_keys::prefix_of(key).ok_or(AuthError::UnknownApiKey)?;
+        let hash = api_keys::hash(key);
+        if let Some(verdict) = self.keys.get(&hash) {
+            return verdict.ok_or(AuthError::UnknownApiKey);
+        }
+        let candidates = self.store.api_keys_by_prefix(prefix).await.map_err(|e| {
+            tracing::error!(error = %e, "api key lookup failed");
+            AuthError::Unavailable
+        })?;
+        let found = candidates
+            .into_iter()
+            .find(|k| api_keys::hashes_match(&k.hash, &hash));
+        let Some(found) = found else {
+            self.keys.put(hash, None);
+            return Err(AuthError::UnknownApiKey);
+        };
+        if found.revoked_at.is_some() {
+            self.keys.put(hash, None);
+            return Err(AuthError::RevokedApiKey);
+        }
+        let principal = Principal {
+            user_id: found.owner.clone(),
+            email: None,
+            role: found.role,
+            method: AuthMethod::ApiKey,
+            user_hash: found.user_hash.clone(),
+        };
+        self.keys.put(hash, Some(principal.clone()));
+        // At most once per cache period per instance, and off the request path.
+        let store = self.store.clone();
+        self.background.spawn(async move {
+            if let Err(e) = store.touch_api_key(found.id, now_utc()).await {
+                tracing::warn!(error = %e, "could not record api key use");
+            }
+        });
+        Ok(principal)
+    }
+
+    /// Drops a revoked key from this instance's cache at once.
+    pub fn forget_key(&self, hash: &str) {
+        self.keys.forget(hash);
+    }
+
+    /// SHA-256(pepper ‖ lowercase email), or of the user id when there is no email.
+    pub fn user_hash(&self, email: Option<&str>, user_id: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.pepper.expose().as_bytes());
+        match email {
+            Some(email) => h.update(email.to_ascii_lowercase().as_bytes()),
+            None => {
+                h.update(b"sub:");
+                h.update(user_id.as_bytes());
+            }
+        }
+        hex::encode(h.finalize())
+    }
+}

@@ -45,6 +45,9 @@ pub struct Principal {
     /// The highest role the caller holds.
     pub role: Role,
     pub method: AuthMethod,
+    /// SHA-256 of the pepper and the lowercase email (or the user id when there is no
+    /// email): what usage logs store instead of the email.
+    pub user_hash: String,
 }
 
 impl Principal {

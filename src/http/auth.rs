@@ -1,21 +1,29 @@
-//! The auth layer of the protected router: a valid bearer token or 401, then a `Principal`
-//! in the request extensions for the `Principal` extractor.
+//! The auth layer of the protected router: a valid bearer token or API key, else 401 (403
+//! for a disallowed email domain); then a `Principal` in the request extensions for the
+//! `Principal` extractor.
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderName, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::AuthError;
+use crate::auth::api_keys::KEY_PREFIX;
+use crate::auth::{AuthError, Credential};
 use crate::error::ApiError;
 use crate::state::AppState;
+
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 pub async fn require_principal(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let outcome = bearer_token(&request).and_then(|token| state.jwt.verify(token));
+    let outcome = match credential(&request) {
+        Ok(credential) => state.auth.authenticate(credential).await,
+        Err(e) => Err(e),
+    };
     match outcome {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
@@ -24,31 +32,52 @@ pub async fn require_principal(
         Err(reason) => {
             // An audit event: the reason, never the credential.
             tracing::warn!(target: "colloquy::audit", event = "auth_failed", reason = %reason);
-            ApiError::unauthorized(match reason {
-                AuthError::Missing => "Send `Authorization: Bearer <token>`.",
-                AuthError::WrongScheme => "Only the Bearer scheme is accepted.",
-                AuthError::Expired => "The token has expired.",
-                _ => "The token is not valid.",
-            })
-            .into_response()
+            refusal(&reason).into_response()
         }
     }
 }
 
-fn bearer_token(request: &Request) -> Result<&str, AuthError> {
-    let value = request
-        .headers()
-        .get(AUTHORIZATION)
-        .ok_or(AuthError::Missing)?
-        .to_str()
-        .map_err(|_| AuthError::Malformed)?;
-    let (scheme, token) = value.split_once(' ').ok_or(AuthError::WrongScheme)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::WrongScheme);
+fn refusal(reason: &AuthError) -> ApiError {
+    match reason {
+        AuthError::DomainNotAllowed => {
+            ApiError::forbidden("Your email domain is not allowed on this server.")
+        }
+        AuthError::Unavailable => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "Credentials cannot be checked right now.",
+        ),
+        AuthError::Missing => {
+            ApiError::unauthorized("Send `Authorization: Bearer <token>` or `X-Api-Key: <key>`.")
+        }
+        AuthError::WrongScheme => ApiError::unauthorized("Only the Bearer scheme is accepted."),
+        AuthError::Expired => ApiError::unauthorized("The token has expired."),
+        AuthError::RevokedApiKey | AuthError::UnknownApiKey => {
+            ApiError::unauthorized("The API key is not valid.")
+        }
+        _ => ApiError::unauthorized("The token is not valid."),
     }
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(AuthError::Missing);
+}
+
+fn credential(request: &Request) -> Result<Credential<'_>, AuthError> {
+    let headers = request.headers();
+    if let Some(value) = headers.get(AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| AuthError::Malformed)?;
+        let (scheme, token) = value.split_once(' ').ok_or(AuthError::WrongScheme)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::WrongScheme);
+        }
+        let token = token.trim();
+        return match token {
+            "" => Err(AuthError::Missing),
+            t if t.starts_with(KEY_PREFIX) => Ok(Credential::ApiKey(t)),
+            t => Ok(Credential::Jwt(t)),
+        };
     }
-    Ok(token)
+    match headers.get(X_API_KEY) {
+        Some(value) => Ok(Credential::ApiKey(
+            value.to_str().map_err(|_| AuthError::UnknownApiKey)?.trim(),
+        )),
+        None => Err(AuthError::Missing),
+    }
 }

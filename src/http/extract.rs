@@ -1,6 +1,6 @@
 //! Extractors whose rejections use the error envelope: `ApiJson<T>` and `Principal`.
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
@@ -74,9 +74,14 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             )
             .with_details(serde_json::json!({ "line": inner.line(), "column": inner.column() })),
             Category::Data => {
-                let field = if path == "." { String::new() } else { path };
                 // serde's message names the expected type; the line/column suffix is noise.
                 let message = strip_position(&inner.to_string());
+                let field = if path == "." {
+                    // At the root, an unknown or missing field is named only in the message.
+                    quoted_field(&message).unwrap_or_default()
+                } else {
+                    path
+                };
                 ApiError::invalid_field(
                     &field,
                     if field.is_empty() {
@@ -100,6 +105,14 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// The field in serde's "unknown field `x`" / "missing field `x`" messages.
+fn quoted_field(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("missing field `"))?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
 fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_owned(),
@@ -111,6 +124,41 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
     }
+}
+
+/// Query parameters whose rejection is the envelope (422 `invalid_field`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|rejection| {
+                let text = rejection.body_text();
+                let detail = text
+                    .rsplit_once(": ")
+                    .map_or(text.as_str(), |(_, d)| d)
+                    .to_owned();
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    format!("Invalid query string: {detail}"),
+                )
+                .with_details(serde_json::json!({ "field": "query" }))
+            })
+    }
+}
+
+/// An id from the path; a malformed one is simply not found.
+pub fn path_id(raw: &str, what: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::not_found(what))
 }
 
 /// The authenticated caller, put in the request by the auth layer.

@@ -69,6 +69,8 @@ fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
     let protected = OpenApiRouter::new()
         .routes(routes!(routes::conversations::create))
         .routes(routes!(routes::conversations::get))
+        .routes(routes!(routes::api_keys::create, routes::api_keys::list))
+        .routes(routes!(routes::api_keys::revoke))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_principal,

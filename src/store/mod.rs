@@ -12,6 +12,11 @@ macro_rules! message_columns {
         "id, conversation_id, seq, role, content, attachments, input_tokens, output_tokens, status, created_at"
     };
 }
+macro_rules! api_key_columns {
+    () => {
+        "id, owner, user_hash, name, prefix, hash, role, created_at, last_used_at, revoked_at"
+    };
+}
 macro_rules! usage_columns {
     () => {
         "id, request_id, user_hash, conversation_id, specialist_id, provider, model, input_tokens, output_tokens, cached_tokens, usage_estimated, cost_nano_usd, latency_ms, ttft_ms, streamed, success, error_code, created_at"
@@ -26,10 +31,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::{DatabaseConfig, DatabaseKind};
-use crate::domain::{Conversation, Message, NewMessage, UsageRecord};
+use crate::domain::{ApiKey, Conversation, Message, NewMessage, UsageRecord};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -62,6 +68,15 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Tls(_) => Self::Unavailable(e),
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 Self::Conflict(db.message().to_owned())
+            }
+            // Postgres connection exceptions (08...), admin shutdown (57P0x), and SQLite's
+            // BUSY/LOCKED after the busy timeout: the database, not the request, is at fault.
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|c| {
+                    c.starts_with("08") || c.starts_with("57P0") || c == "5" || c == "6"
+                }) =>
+            {
+                Self::Unavailable(e)
             }
             _ => Self::Database(e),
         }
@@ -108,6 +123,28 @@ pub trait Store: Send + Sync + 'static {
     /// A user's usage rows, newest first.
     async fn list_usage(&self, user_hash: &str, limit: i64)
     -> Result<Vec<UsageRecord>, StoreError>;
+
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+
+    /// Keys whose display prefix is `prefix` (normally one), revoked ones included.
+    async fn api_keys_by_prefix(&self, prefix: &str) -> Result<Vec<ApiKey>, StoreError>;
+
+    async fn get_api_key(&self, id: Uuid) -> Result<Option<ApiKey>, StoreError>;
+
+    /// An owner's keys, newest first, revoked ones included; `before` is the cursor (the
+    /// last id of the previous page).
+    async fn list_api_keys(
+        &self,
+        owner: &str,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Marks a key revoked unless it already is; true when this call revoked it.
+    async fn revoke_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<bool, StoreError>;
+
+    /// Records when a key was last seen (at most once per cache period per instance).
+    async fn touch_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<(), StoreError>;
 
     /// Deletes everything an owner has: the only path allowed to delete messages.
     async fn purge_owner(&self, owner: &str) -> Result<PurgeReport, StoreError>;

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{StoreError, parse_column};
-use crate::domain::{Conversation, Message, MessageRole, MessageStatus, UsageRecord};
+use crate::domain::{ApiKey, Conversation, Message, MessageRole, MessageStatus, Role, UsageRecord};
 
 /// A Rust type a column decodes into, on database `DB`.
 pub(super) trait Column<'r, DB: Database>: Decode<'r, DB> + Type<DB> {}
@@ -95,5 +95,28 @@ where
         success: row.try_get("success")?,
         error_code: row.try_get("error_code")?,
         created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(super) fn api_key<'r, R>(row: &'r R) -> Result<ApiKey, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    Uuid: Column<'r, R::Database>,
+    String: Column<'r, R::Database>,
+    &'r str: Column<'r, R::Database>,
+    OffsetDateTime: Column<'r, R::Database>,
+{
+    Ok(ApiKey {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        user_hash: row.try_get("user_hash")?,
+        name: row.try_get("name")?,
+        prefix: row.try_get("prefix")?,
+        hash: row.try_get("hash")?,
+        role: parse_column(row.try_get("role")?, Role::parse, "api_keys.role")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
     })
 }

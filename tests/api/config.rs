@@ -1,6 +1,6 @@
 //! Production refuses unsafe settings, naming the setting; development runs on defaults.
 
-use colloquy::config::{Config, DEVELOPMENT_JWT_SECRET};
+use colloquy::config::{Config, DEVELOPMENT_JWT_SECRET, DEVELOPMENT_USER_HASH_PEPPER};
 
 const STRONG: &str = "a-production-secret-of-at-least-32-bytes!";
 
@@ -13,6 +13,7 @@ fn load(extra: &[(&'static str, &'static str)]) -> Result<Config, colloquy::conf
             "DATABASE_URL",
             "postgres://colloquy:pw@db.internal/colloquy",
         ),
+        ("COLLOQUY_AUTH__USER_HASH_PEPPER", "a-production-pepper"),
     ];
     for (k, v) in extra {
         env.retain(|(name, _)| name != k);
@@ -66,6 +67,42 @@ fn production_refusals_name_the_setting() {
             ],
             "cors.allow_credentials",
             "any origin with credentials",
+        ),
+        (
+            &[(
+                "COLLOQUY_AUTH__USER_HASH_PEPPER",
+                DEVELOPMENT_USER_HASH_PEPPER,
+            )],
+            "auth.user_hash_pepper",
+            "shipped development pepper",
+        ),
+        (
+            &[
+                ("COLLOQUY_CORS__ALLOWED_HEADERS", "[\"*\"]"),
+                ("COLLOQUY_CORS__ALLOW_CREDENTIALS", "true"),
+            ],
+            "cors.allow_credentials",
+            "any header with credentials",
+        ),
+        (
+            &[("REDIS_URL", "rediss://cache.internal:6380")],
+            "REDIS_URL",
+            "TLS Redis not supported yet",
+        ),
+        (
+            &[("COLLOQUY_AUTH__JWKS_ALGORITHMS", "[\"HS256\"]")],
+            "auth.jwks_algorithms",
+            "symmetric algorithm from a JWKS",
+        ),
+        (
+            &[("COLLOQUY_AUTH__ALLOWED_EMAIL_DOMAINS", "[\"@\"]")],
+            "auth.allowed_email_domains",
+            "not a domain",
+        ),
+        (
+            &[("COLLOQUY_AUTH__PUBLIC_KEY_PEM_FILE", "/nonexistent/key.pem")],
+            "auth.public_key_pem_file",
+            "missing PEM file",
         ),
         (
             &[("COLLOQUY_LISTEN", "not-an-address")],

@@ -159,7 +159,7 @@ async fn bad_bodies(backend: Backend) {
             body: "{\"titel\": \"a\"}".to_owned(),
             status: 422,
             code: "invalid_field",
-            field: None,
+            field: Some("titel"),
             why: "unknown field",
         },
         Case {

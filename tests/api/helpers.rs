@@ -34,6 +34,26 @@ pub fn test_redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_TEST_REDIS_URL.to_owned())
 }
 
+/// The test Redis URL when Redis answers; None (skip, loudly) outside CI when it does not.
+pub async fn reachable_redis() -> Option<String> {
+    let url = test_redis_url();
+    let ping = async {
+        let client = redis::Client::open(url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(3), ping).await {
+        Ok(Ok(_)) => Some(url),
+        _ if in_ci() => panic!("CI=true and Redis is unreachable at TEST_REDIS_URL ({url})"),
+        _ => {
+            eprintln!(
+                "SKIPPED: Redis unreachable at TEST_REDIS_URL ({url}); set it or start Redis"
+            );
+            None
+        }
+    }
+}
+
 /// A database made for one test and dropped after it.
 pub struct TestDatabase {
     pub url: String,
@@ -138,6 +158,15 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// An HTTP client for tests: no redirects followed, the process's TLS provider installed.
+pub fn client() -> reqwest::Client {
+    colloquy::tls::ensure_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
 /// The configuration a test app runs with: defaults, the test database, plus overrides.
 pub fn test_config(db_url: &str, overrides: &[(&str, &str)]) -> Config {
     let mut env: Vec<(&str, &str)> = vec![
@@ -155,7 +184,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub config: Config,
     pub store: Arc<dyn Store>,
-    pub db: TestDatabase,
+    pub db: Arc<TestDatabase>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -166,7 +195,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)]) -> Option<Self> {
-        let db = TestDatabase::create(backend).await?;
+        let db = Arc::new(TestDatabase::create(backend).await?);
+        Some(Self::spawn_on(db, overrides).await)
+    }
+
+    /// Another app instance on an existing database (several instances, one database).
+    pub async fn spawn_on(db: Arc<TestDatabase>, overrides: &[(&str, &str)]) -> Self {
         let config = test_config(&db.url, overrides);
         let store = store::connect(&config.database)
             .await
@@ -182,18 +216,15 @@ impl TestApp {
             })
             .await;
         });
-        Some(Self {
+        Self {
             address,
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
+            client: client(),
             config,
             store,
             db,
             shutdown: Some(tx),
             server: Some(server),
-        })
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

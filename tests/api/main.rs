@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod auth;
 mod config;
 mod conversations;
 mod errors;

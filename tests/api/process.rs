@@ -82,6 +82,7 @@ fn token() -> String {
 async fn sigterm_lets_in_flight_requests_finish_and_logs_hold_no_credentials() {
     let mut server = start(&[]);
     let token = token();
+    colloquy::tls::ensure_crypto_provider();
     let client = reqwest::Client::new();
     let base = format!("http://{}", server.address);
 
@@ -212,6 +213,7 @@ fn serve_refuses_to_start_with_an_unsafe_production_config() {
             "COLLOQUY_JWT_SECRET",
             "a-production-secret-of-at-least-32-bytes!",
         )
+        .env("COLLOQUY_AUTH__USER_HASH_PEPPER", "a-production-pepper")
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -4,12 +4,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::conversations::{self, NewConversation};
 use crate::domain::{Conversation, Principal};
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, path_id};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -62,7 +61,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<ApiJson<Conversation>, ApiError> {
     // Parsed here rather than by `Path<Uuid>` so a bad id gets the envelope, not axum's text.
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("conversation"))?;
+    let id = path_id(&id, "conversation")?;
     let conversation = conversations::get(state.store.as_ref(), &principal, id).await?;
     Ok(ApiJson(conversation))
 }

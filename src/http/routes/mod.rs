@@ -1,4 +1,5 @@
 //! Route handlers: extract, call one service function, map the result.
 
+pub mod api_keys;
 pub mod conversations;
 pub mod health;
