@@ -35,7 +35,7 @@ const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'sel
 /// Builds the whole application: routes, OpenAPI, docs and the layer stack.
 pub fn build_app(state: AppState) -> Router {
     let (router, mut openapi) = route_list(&state).split_for_parts();
-    openapi::finish(&mut openapi);
+    openapi::finish(&mut openapi, PUBLIC_PATHS);
     // Rendered once; every request gets the same bytes.
     let spec = Bytes::from(openapi.to_json().unwrap_or_default());
     let docs: Router<AppState> = Router::from(

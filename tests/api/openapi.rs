@@ -56,6 +56,24 @@ async fn openapi_is_valid_matches_snapshot_and_router() {
     assert!(spec.openapi.starts_with("3.1"), "{}", spec.openapi);
     check_refs(&doc, &doc, "#");
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+    // Closed by default, with the public routes marked as such.
+    assert_eq!(
+        doc["security"],
+        serde_json::json!([{"bearer": []}, {"api_key": []}])
+    );
+    for public in ["/health", "/ready"] {
+        assert_eq!(
+            doc["paths"][public]["get"]["security"],
+            serde_json::json!([]),
+            "{public}"
+        );
+    }
+    assert!(
+        doc["paths"]["/v1/api-keys"]["get"]
+            .get("security")
+            .is_none()
+    );
 
     // Every operation documents its errors with the envelope.
     let methods = ["get", "post", "put", "patch", "delete"];

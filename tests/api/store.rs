@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use colloquy::config::DatabaseConfig;
 use colloquy::domain::ids::now_utc;
-use colloquy::domain::{Conversation, MessageRole, MessageStatus, NewMessage, UsageRecord, new_id};
+use colloquy::domain::{
+    ApiKey, Conversation, MessageRole, MessageStatus, NewMessage, Role, UsageRecord, new_id,
+};
 use colloquy::store::{self, PurgeReport, Store, StoreError};
 use sqlx::Connection;
 use uuid::Uuid;
@@ -21,6 +23,7 @@ on_both_backends!(
     raw_update_and_delete_on_messages_are_refused,
     usage_rows_round_trip,
     purge_removes_only_the_owner,
+    api_keys_round_trip,
 );
 
 async fn open(backend: Backend) -> Option<(TestDatabase, Arc<dyn Store>)> {
@@ -318,4 +321,109 @@ async fn purge_removes_only_the_owner(backend: Backend) {
     assert!(store.purge_owner("nobody").await.is_ok());
     assert!(raw_exec(&db, "DELETE FROM messages").await.is_err());
     assert_eq!(store.list_messages(theirs.id).await.unwrap().len(), 2);
+}
+
+fn api_key(owner: &str, name: &str) -> ApiKey {
+    let generated = colloquy::auth::api_keys::generate().unwrap();
+    ApiKey {
+        id: new_id(),
+        owner: owner.to_owned(),
+        user_hash: format!("hash-of-{owner}"),
+        name: name.to_owned(),
+        prefix: generated.prefix,
+        hash: generated.hash,
+        role: Role::Viewer,
+        created_at: now_utc(),
+        last_used_at: None,
+        revoked_at: None,
+    }
+}
+
+async fn api_keys_round_trip(backend: Backend) {
+    let Some((_db, store)) = open(backend).await else {
+        return;
+    };
+    let keys: Vec<ApiKey> = (0..3).map(|n| api_key("alice", &format!("k{n}"))).collect();
+    for k in &keys {
+        store.insert_api_key(k).await.unwrap();
+    }
+    store
+        .insert_api_key(&api_key("bob", "theirs"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_api_key(keys[0].id).await.unwrap(),
+        Some(keys[0].clone())
+    );
+    assert_eq!(store.get_api_key(Uuid::now_v7()).await.unwrap(), None);
+    assert_eq!(
+        store.api_keys_by_prefix(&keys[1].prefix).await.unwrap(),
+        vec![keys[1].clone()]
+    );
+    assert!(
+        store
+            .api_keys_by_prefix("ck_nothing")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The hash is unique: a duplicate is a conflict.
+    let mut dup = api_key("alice", "dup");
+    dup.hash = keys[0].hash.clone();
+    assert!(matches!(
+        store.insert_api_key(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // Newest first, paged by id.
+    let page = store.list_api_keys("alice", None, 2).await.unwrap();
+    assert_eq!(page, vec![keys[2].clone(), keys[1].clone()]);
+    let rest = store
+        .list_api_keys("alice", Some(keys[1].id), 2)
+        .await
+        .unwrap();
+    assert_eq!(rest, vec![keys[0].clone()]);
+    assert_eq!(
+        store.list_api_keys("nobody", None, 10).await.unwrap(),
+        vec![]
+    );
+
+    let at = now_utc();
+    assert!(store.revoke_api_key(keys[0].id, at).await.unwrap());
+    assert!(
+        !store.revoke_api_key(keys[0].id, now_utc()).await.unwrap(),
+        "second revoke is a no-op"
+    );
+    assert!(!store.revoke_api_key(Uuid::now_v7(), at).await.unwrap());
+    assert_eq!(
+        store
+            .get_api_key(keys[0].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(at)
+    );
+    store.touch_api_key(keys[1].id, at).await.unwrap();
+    assert_eq!(
+        store
+            .get_api_key(keys[1].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        Some(at)
+    );
+
+    // Purging an owner removes their keys.
+    let report = store.purge_owner("alice").await.unwrap();
+    assert_eq!(report.api_keys, 3);
+    assert!(
+        store
+            .list_api_keys("alice", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.list_api_keys("bob", None, 10).await.unwrap().len(), 1);
 }

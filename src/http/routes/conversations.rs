@@ -23,7 +23,6 @@ pub struct CreateConversation {
 /// Starts an empty conversation owned by the caller.
 #[utoipa::path(post, path = "/v1/conversations", tag = "conversations",
     request_body = CreateConversation,
-    security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = Conversation),
         (status = 400, description = "`malformed_json`", body = ErrorEnvelope),
@@ -49,7 +48,6 @@ pub async fn create(
 /// One of the caller's conversations.
 #[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations",
     params(("id" = Uuid, Path, description = "Conversation id")),
-    security(("bearer" = [])),
     responses(
         (status = 200, description = "The conversation", body = Conversation),
         (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
