@@ -45,6 +45,7 @@ pub struct Config {
     pub cors: CorsConfig,
     pub security: SecurityConfig,
     pub auth: AuthConfig,
+    pub rate_limit: RateLimitConfig,
     pub providers: ProvidersConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -118,6 +119,55 @@ pub struct AuthConfig {
     pub public_key_pem_file: String,
     pub public_key_algorithm: String,
     pub api_key_cache_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub backend: RateLimitBackend,
+    pub redis_failure: RedisFailure,
+    pub redis_prefix: String,
+    pub trusted_proxies: Vec<String>,
+    pub max_tracked_keys: usize,
+    pub sweep_interval_secs: u64,
+    pub chat: QuotaConfig,
+    pub upload: QuotaConfig,
+    pub read: QuotaConfig,
+    pub anonymous: QuotaConfig,
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, RoleQuotas>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackend {
+    Auto,
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisFailure {
+    Open,
+    Closed,
+}
+
+/// A bucket: `capacity` requests at once, refilled at `per_minute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    pub capacity: u32,
+    pub per_minute: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleQuotas {
+    pub chat: Option<QuotaConfig>,
+    pub upload: Option<QuotaConfig>,
+    pub read: Option<QuotaConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -426,6 +476,7 @@ impl Config {
         }
         self.validate_cors()?;
         self.validate_auth()?;
+        self.validate_rate_limit()?;
         if self.is_production()
             && kind == DatabaseKind::Sqlite
             && !self.database.allow_sqlite_in_production
@@ -521,6 +572,64 @@ impl Config {
             return Err(ConfigError::new(
                 "auth.jwks_refresh_secs",
                 "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_rate_limit(&self) -> Result<(), ConfigError> {
+        let r = &self.rate_limit;
+        let mut quotas = vec![
+            ("rate_limit.chat".to_owned(), r.chat),
+            ("rate_limit.upload".to_owned(), r.upload),
+            ("rate_limit.read".to_owned(), r.read),
+            ("rate_limit.anonymous".to_owned(), r.anonymous),
+        ];
+        for (role, over) in &r.roles {
+            if crate::domain::Role::parse(role).is_none() {
+                return Err(ConfigError::new(
+                    &format!("rate_limit.roles.{role}"),
+                    "is not a role (viewer, user or admin)",
+                ));
+            }
+            for (class, quota) in [
+                ("chat", over.chat),
+                ("upload", over.upload),
+                ("read", over.read),
+            ] {
+                if let Some(q) = quota {
+                    quotas.push((format!("rate_limit.roles.{role}.{class}"), q));
+                }
+            }
+        }
+        for (setting, q) in quotas {
+            if q.capacity == 0 || q.per_minute == 0 {
+                return Err(ConfigError::new(
+                    &setting,
+                    "capacity and per_minute must both be at least 1",
+                ));
+            }
+        }
+        if let Some(bad) = r
+            .trusted_proxies
+            .iter()
+            .find(|p| crate::ratelimit::client_ip::parse_network(p).is_none())
+        {
+            return Err(ConfigError::new(
+                "rate_limit.trusted_proxies",
+                format!("`{bad}` is not an address or CIDR such as 10.0.0.0/8"),
+            ));
+        }
+        if r.backend == RateLimitBackend::Redis && self.redis.url.is_empty() {
+            return Err(ConfigError::new(
+                "rate_limit.backend",
+                "is redis but REDIS_URL is not set",
+            ));
+        }
+        if r.max_tracked_keys == 0 || r.sweep_interval_secs == 0 {
+            return Err(ConfigError::new(
+                "rate_limit.max_tracked_keys",
+                "max_tracked_keys and sweep_interval_secs must be at least 1",
             ));
         }
         Ok(())

@@ -52,7 +52,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         415,
         "The body must be sent as application/json.",
     ),
-    ("rate_limited", 429, "Too many requests; see Retry-After."),
+    (
+        "rate_limited",
+        429,
+        "Too many requests; see Retry-After and `details.retry_after_secs`.",
+    ),
     (
         "internal",
         500,

@@ -9,6 +9,7 @@
 //! - `state`: `AppState`, the services handlers reach.
 //! - `conversations`, `api_keys`, `readiness`: services.
 //! - `auth`: credential verification, no HTTP.
+//! - `ratelimit`: token buckets in memory or Redis, no HTTP.
 //! - `store`: persistence over Postgres and SQLite; the only module that knows sqlx.
 //! - `tasks`: background tasks and their shutdown.
 //! - `domain`: plain types.
@@ -24,6 +25,7 @@ pub mod conversations;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod ratelimit;
 pub mod readiness;
 pub mod server;
 pub mod state;

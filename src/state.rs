@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::auth::{Authenticator, KeySetupError};
 use crate::config::Config;
+use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 use crate::tasks::Background;
 
@@ -18,6 +19,8 @@ pub struct AppState {
     pub redis: Option<redis::Client>,
     /// Credentials (JWTs, API keys) into principals.
     pub auth: Arc<Authenticator>,
+    /// Token buckets per user and route class, and per IP before authentication.
+    pub limiter: Arc<RateLimiter>,
     /// Background tasks, awaited on shutdown.
     pub background: Background,
 }
@@ -38,7 +41,9 @@ impl AppState {
             Some(redis::Client::open(config.redis.url.as_str())?)
         };
         let background = Background::new();
+        let limiter = Arc::new(RateLimiter::new(&config.rate_limit, &config.redis)?);
         Ok(Self {
+            limiter,
             auth: Arc::new(Authenticator::new(
                 &config.auth,
                 store.clone(),
@@ -54,5 +59,10 @@ impl AppState {
     /// Start-up work that needs the runtime: warm the JWKS, start background loops.
     pub async fn start(&self) {
         self.auth.start().await;
+        self.background.spawn(
+            self.limiter
+                .clone()
+                .sweep_loop(self.background.shutdown_signal()),
+        );
     }
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Roles, least to most powerful: `viewer` reads, `user` also chats, `admin` also manages others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,

@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use crate::auth::api_keys::KEY_PREFIX;
 use crate::auth::{AuthError, Credential};
 use crate::error::ApiError;
+use crate::http::limits;
+use crate::ratelimit::Verdict;
 use crate::state::AppState;
 
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -20,6 +22,12 @@ pub async fn require_principal(
     mut request: Request,
     next: Next,
 ) -> Response {
+    // An address whose anonymous bucket is empty is refused before any verification work
+    // (signature checks, JWKS refetches, key lookups).
+    let ip = limits::client_ip(&state, &request);
+    if let Some(decision) = state.limiter.blocked(ip) {
+        return limits::limited(&decision);
+    }
     let outcome = match credential(&request) {
         Ok(credential) => state.auth.authenticate(credential).await,
         Err(e) => Err(e),
@@ -32,7 +40,18 @@ pub async fn require_principal(
         Err(reason) => {
             // An audit event: the reason, never the credential.
             tracing::warn!(target: "colloquy::audit", event = "auth_failed", reason = %reason);
-            refusal(&reason).into_response()
+            // Failed and missing credentials spend from the address's bucket (brute force).
+            match state.limiter.check_anonymous(ip).await {
+                Verdict::Limited(d) => limits::limited(&d),
+                Verdict::Unavailable => limits::unavailable(),
+                Verdict::Allowed(decision) => {
+                    let mut response = refusal(&reason).into_response();
+                    if let Some(d) = decision {
+                        limits::set_headers(response.headers_mut(), &d);
+                    }
+                    response
+                }
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod extract;
 pub mod layers;
+pub mod limits;
 mod openapi;
 pub mod request_id;
 pub mod routes;
@@ -71,6 +72,11 @@ fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(routes::conversations::get))
         .routes(routes!(routes::api_keys::create, routes::api_keys::list))
         .routes(routes!(routes::api_keys::revoke))
+        // Route layers run outer-last: auth first, then the user's bucket.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_user,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_principal,

@@ -1,8 +1,12 @@
 //! The OpenAPI document's frame: info, the error-code table, security scheme, and the
 //! envelope as the default response of every operation.
 
+use std::collections::BTreeMap;
 use utoipa::OpenApi;
+
+use utoipa::openapi::header::Header;
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
@@ -17,6 +21,7 @@ use crate::error::{ERROR_CODES, ErrorBody, ErrorEnvelope};
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "conversations", description = "Conversations and their messages"),
+        (name = "api-keys", description = "API keys for programs"),
     )
 )]
 pub struct ApiDoc;
@@ -62,6 +67,29 @@ pub fn finish(openapi: &mut OpenApiDoc, public_paths: &[&str]) {
                 .build(),
         ),
     );
+    // Limited routes: the bucket's headers on answers, and 429 with Retry-After.
+    for (name, description) in RATE_LIMIT_HEADERS {
+        let mut header = Header::new(ObjectBuilder::new().schema_type(Type::Integer));
+        header.description = Some((*description).to_owned());
+        components
+            .headers
+            .insert((*name).to_owned(), RefOr::T(header));
+    }
+    let mut limited = ResponseBuilder::new()
+        .description("`rate_limited`: the bucket is empty; retry after `Retry-After` seconds")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                .build(),
+        )
+        .build();
+    limited.headers = header_refs(true);
+    components
+        .responses
+        .insert("RateLimited".to_owned(), RefOr::T(limited));
+    openapi.info.license = None;
+
     // Closed by default: every operation needs one of the schemes...
     openapi.security = Some(vec![
         SecurityRequirement::new("bearer", Vec::<String>::new()),
@@ -83,9 +111,51 @@ pub fn finish(openapi: &mut OpenApiDoc, public_paths: &[&str]) {
             // ...except the public allow-list, marked with an empty requirement list.
             if public {
                 op.security = Some(Vec::new());
+                continue;
             }
+            for (status, response) in op.responses.responses.iter_mut() {
+                if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+                    response.headers.extend(header_refs(false));
+                }
+            }
+            op.responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("RateLimited")));
         }
     }
+}
+
+const RATE_LIMIT_HEADERS: &[(&str, &str)] = &[
+    (
+        "RateLimit-Limit",
+        "The bucket's capacity for this route class.",
+    ),
+    ("RateLimit-Remaining", "Requests left in the bucket now."),
+    ("RateLimit-Reset", "Seconds until the bucket is full again."),
+    (
+        "X-RateLimit-Limit",
+        "Same as RateLimit-Limit (the old backend's name).",
+    ),
+    ("X-RateLimit-Remaining", "Same as RateLimit-Remaining."),
+    ("X-RateLimit-Reset", "Same as RateLimit-Reset."),
+    (
+        "Retry-After",
+        "On 429: whole seconds until a request is admitted.",
+    ),
+];
+
+fn header_refs(with_retry_after: bool) -> BTreeMap<String, RefOr<Header>> {
+    RATE_LIMIT_HEADERS
+        .iter()
+        .filter(|(name, _)| with_retry_after || *name != "Retry-After")
+        .map(|(name, _)| {
+            (
+                (*name).to_owned(),
+                RefOr::Ref(Ref::new(format!("#/components/headers/{name}"))),
+            )
+        })
+        .collect()
 }
 
 fn add_default_error(op: &mut Operation) {

@@ -169,12 +169,19 @@ pub fn client() -> reqwest::Client {
 
 /// The configuration a test app runs with: defaults, the test database, plus overrides.
 pub fn test_config(db_url: &str, overrides: &[(&str, &str)]) -> Config {
+    // Each app gets its own Redis key space; roomy limits unless a test sets its own.
+    let prefix = format!("test:{}:", Uuid::now_v7().simple());
     let mut env: Vec<(&str, &str)> = vec![
         ("COLLOQUY_CONFIG_DIR", "/nonexistent"),
         ("DATABASE_URL", db_url),
         ("COLLOQUY_DATABASE__MAX_CONNECTIONS", "4"),
         ("COLLOQUY_SERVER__SHUTDOWN_GRACE_SECS", "5"),
+        ("COLLOQUY_RATE_LIMIT__REDIS_PREFIX", prefix.as_str()),
+        ("COLLOQUY_RATE_LIMIT__ANONYMOUS__CAPACITY", "1000"),
+        ("COLLOQUY_RATE_LIMIT__READ__CAPACITY", "1000"),
     ];
+    // Later entries win: a test's overrides replace the defaults above.
+    env.retain(|(k, _)| !overrides.iter().any(|(o, _)| o == k));
     env.extend_from_slice(overrides);
     Config::load_from(env.as_slice()).expect("test config is valid")
 }

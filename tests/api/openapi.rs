@@ -77,6 +77,7 @@ async fn openapi_is_valid_matches_snapshot_and_router() {
 
     // Every operation documents its errors with the envelope.
     let methods = ["get", "post", "put", "patch", "delete"];
+    let mut operation_ids: BTreeSet<String> = BTreeSet::new();
     let paths = doc["paths"].as_object().unwrap();
     let mut routed = BTreeSet::new();
     for (path, item) in paths {

@@ -69,6 +69,7 @@ pub struct CreatedApiKey {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Admins only: list this user's keys instead of your own.
     pub owner: Option<String>,
@@ -86,7 +87,7 @@ pub struct ApiKeyPage {
 }
 
 /// Creates an API key for programs; the secret is in this response only.
-#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys",
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", operation_id = "create_api_key",
     request_body = CreateApiKey,
     responses(
         (status = 201, description = "Created; `secret` is shown only now", body = CreatedApiKey),
@@ -110,7 +111,7 @@ pub async fn create(
 }
 
 /// Lists your API keys (an admin may pass `owner`), newest first, revoked ones included.
-#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys",
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", operation_id = "list_api_keys",
     params(ListQuery),
     responses(
         (status = 200, description = "A page of keys", body = ApiKeyPage),
@@ -144,7 +145,7 @@ pub async fn list(
 }
 
 /// Revokes a key; it stops working on every instance within `auth.api_key_cache_secs`.
-#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys",
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", operation_id = "revoke_api_key",
     params(("id" = Uuid, Path, description = "Key id")),
     responses(
         (status = 204, description = "Revoked (or already revoked)"),

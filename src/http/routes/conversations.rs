@@ -21,7 +21,7 @@ pub struct CreateConversation {
 }
 
 /// Starts an empty conversation owned by the caller.
-#[utoipa::path(post, path = "/v1/conversations", tag = "conversations",
+#[utoipa::path(post, path = "/v1/conversations", tag = "conversations", operation_id = "create_conversation",
     request_body = CreateConversation,
     responses(
         (status = 201, description = "Created", body = Conversation),
@@ -46,7 +46,7 @@ pub async fn create(
 }
 
 /// One of the caller's conversations.
-#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations",
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations", operation_id = "get_conversation",
     params(("id" = Uuid, Path, description = "Conversation id")),
     responses(
         (status = 200, description = "The conversation", body = Conversation),
