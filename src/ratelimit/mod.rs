@@ -92,7 +92,7 @@ pub enum Verdict {
 
 enum Backend {
     Memory(HashMap<Limit, MemoryBucket>),
-    Redis(RedisBuckets),
+    Redis(Box<RedisBuckets>),
 }
 
 pub struct RateLimiter {
@@ -141,7 +141,7 @@ impl RateLimiter {
             RateLimitBackend::Memory => false,
         };
         let backend = if use_redis {
-            Backend::Redis(RedisBuckets::new(&redis.url, &config.redis_prefix)?)
+            Backend::Redis(Box::new(RedisBuckets::new(&redis.url, &config.redis_prefix)?))
         } else {
             let mut buckets = HashMap::new();
             for limit in limits.values() {
