@@ -141,7 +141,10 @@ impl RateLimiter {
             RateLimitBackend::Memory => false,
         };
         let backend = if use_redis {
-            Backend::Redis(Box::new(RedisBuckets::new(&redis.url, &config.redis_prefix)?))
+            Backend::Redis(Box::new(RedisBuckets::new(
+                &redis.url,
+                &config.redis_prefix,
+            )?))
         } else {
             let mut buckets = HashMap::new();
             for limit in limits.values() {

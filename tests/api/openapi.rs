@@ -88,6 +88,38 @@ async fn openapi_is_valid_matches_snapshot_and_router() {
                 "{method} {path} documents errors"
             );
             routed.insert(format!("{} {path}", method.to_uppercase()));
+            let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                operation_ids.insert(id.clone()),
+                "operationId {id} is unique"
+            );
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                if param["in"] == "path" {
+                    let name = param["name"].as_str().unwrap();
+                    assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: path parameter {name} is in the path"
+                    );
+                }
+            }
+            if path.starts_with("/v1/") {
+                // Limited routes document the bucket's headers and the 429.
+                assert_eq!(
+                    op["responses"]["429"]["$ref"], "#/components/responses/RateLimited",
+                    "{method} {path}"
+                );
+                let ok = op["responses"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .find(|(s, _)| s.starts_with('2'))
+                    .unwrap()
+                    .1;
+                assert!(
+                    ok["headers"]["RateLimit-Remaining"].is_object(),
+                    "{method} {path}"
+                );
+            }
             // The router serves it: not the fallback's 404, not a 405.
             let concrete = path.replace("{id}", &uuid::Uuid::now_v7().to_string());
             let response = app
