@@ -14,4 +14,5 @@ mod frame;
 mod health;
 mod openapi;
 mod process;
+mod ratelimit;
 mod store;
