@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::auth::{Authenticator, api_keys};
 use crate::domain::ids::now_utc;
-use crate::domain::{ApiKey, Principal, Role, new_id};
+use crate::domain::{ApiKey, AuthMethod, Principal, Role, new_id};
 use crate::store::{Store, StoreError};
 
 pub const MAX_NAME_CHARS: usize = 100;
@@ -41,6 +41,7 @@ pub async fn create(
     name: &str,
     role: Option<Role>,
 ) -> Result<CreatedKey, ApiKeyError> {
+    require_token(principal)?;
     let name = name.trim();
     if name.is_empty()
         || name.chars().count() > MAX_NAME_CHARS
@@ -78,6 +79,17 @@ pub async fn create(
     })
 }
 
+/// Keys are managed with a token, never with a key: a leaked key must not be able to mint a
+/// sibling that outlives its own revocation.
+fn require_token(principal: &Principal) -> Result<(), ApiKeyError> {
+    if principal.method == AuthMethod::ApiKey {
+        return Err(ApiKeyError::Forbidden(
+            "API keys cannot create or revoke API keys; use a token.",
+        ));
+    }
+    Ok(())
+}
+
 /// A page of keys, newest first, and whether more follow. Admins may name another owner;
 /// anyone else asking for another owner's keys is told there are none to see (404).
 pub async fn list(
@@ -111,6 +123,7 @@ pub async fn revoke(
     principal: &Principal,
     id: Uuid,
 ) -> Result<(), ApiKeyError> {
+    require_token(principal)?;
     let key = store.get_api_key(id).await?.ok_or(ApiKeyError::NotFound)?;
     if key.owner != principal.user_id && principal.role != Role::Admin {
         return Err(ApiKeyError::NotFound);

@@ -81,6 +81,11 @@ pub fn run(cli: Cli) -> ExitCode {
             let Some(role) = Role::parse(&role) else {
                 return fail(&"--role must be viewer, user or admin");
             };
+            if !config.auth.hs256_enabled() {
+                return fail(
+                    &"HS256 tokens are off (auth.hs256, or a JWKS/PEM key is configured): get a token from your identity provider",
+                );
+            }
             let request = TokenRequest {
                 sub: &sub,
                 email: email.as_deref(),

@@ -39,6 +39,9 @@ pub struct Config {
     /// From `COLLOQUY_ENV`, not from files.
     #[serde(skip_deserializing, default = "default_environment")]
     pub environment: String,
+    /// Where `$COLLOQUY_ENV.toml` and `pricing.toml` overrides are looked for.
+    #[serde(skip_deserializing, default)]
+    pub config_dir: PathBuf,
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
@@ -103,6 +106,7 @@ pub struct SecurityConfig {
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     pub jwt_secret: Secret,
+    pub hs256: Hs256Mode,
     pub leeway_secs: u64,
     pub issuer: String,
     pub audience: String,
@@ -121,6 +125,26 @@ pub struct AuthConfig {
     pub api_key_cache_secs: u64,
 }
 
+/// Whether HS256 tokens (signed with `jwt_secret`) are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hs256Mode {
+    /// On unless a JWKS or a PEM key is configured.
+    Auto,
+    On,
+    Off,
+}
+
+impl AuthConfig {
+    pub fn hs256_enabled(&self) -> bool {
+        match self.hs256 {
+            Hs256Mode::On => true,
+            Hs256Mode::Off => false,
+            Hs256Mode::Auto => self.jwks_url.is_empty() && self.public_key_pem_file.is_empty(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
@@ -129,6 +153,7 @@ pub struct RateLimitConfig {
     pub redis_failure: RedisFailure,
     pub redis_prefix: String,
     pub trusted_proxies: Vec<String>,
+    pub forwarded_header: ForwardedHeaderName,
     pub max_tracked_keys: usize,
     pub sweep_interval_secs: u64,
     pub chat: QuotaConfig,
@@ -145,6 +170,13 @@ pub enum RateLimitBackend {
     Auto,
     Memory,
     Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeaderName {
+    XForwardedFor,
+    Forwarded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +210,43 @@ pub struct ProvidersConfig {
     pub openai_base_url: String,
     pub anthropic_api_key: Secret,
     pub anthropic_base_url: String,
+    pub connect_timeout_secs: u64,
+    pub request_timeout_secs: u64,
+    pub first_token_timeout_secs: u64,
+    pub stream_idle_timeout_secs: u64,
+    pub max_retries: u32,
+    pub retry_max_wait_secs: u64,
+    pub breaker_failures: u32,
+    pub breaker_cooldown_secs: u64,
+    pub mock_first_token_ms: u64,
+    pub mock_token_interval_ms: u64,
+    #[serde(default)]
+    pub named: std::collections::BTreeMap<String, NamedProvider>,
+}
+
+/// The shipped default for OPENAI_BASE_URL; another value registers `openai` without a key.
+pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedProvider {
+    pub kind: ProviderKind,
+    pub base_url: String,
+    /// The environment variable holding the key (read here, at load).
+    #[serde(default)]
+    pub api_key_env: String,
+    /// Filled from `api_key_env` at load, or set directly through COLLOQUY_PROVIDERS__NAMED__<NAME>__API_KEY.
+    #[serde(default)]
+    pub api_key: Secret,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Openai,
+    Anthropic,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -430,6 +499,14 @@ impl Config {
             )
         })?;
         config.environment = environment;
+        config.config_dir = dir;
+        for named in config.providers.named.values_mut() {
+            if !named.api_key_env.is_empty()
+                && let Some(key) = env.get(&named.api_key_env).filter(|k| !k.is_empty())
+            {
+                named.api_key = Secret::new(&key);
+            }
+        }
         if let Some(filter) = env.get("RUST_LOG").filter(|f| !f.is_empty()) {
             config.telemetry.filter = filter;
         }
@@ -477,6 +554,7 @@ impl Config {
         self.validate_cors()?;
         self.validate_auth()?;
         self.validate_rate_limit()?;
+        self.validate_providers()?;
         if self.is_production()
             && kind == DatabaseKind::Sqlite
             && !self.database.allow_sqlite_in_production
@@ -631,6 +709,64 @@ impl Config {
                 "rate_limit.max_tracked_keys",
                 "max_tracked_keys and sweep_interval_secs must be at least 1",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_providers(&self) -> Result<(), ConfigError> {
+        let p = &self.providers;
+        match p.default_model.split_once('/') {
+            Some((provider, model)) if !provider.is_empty() && !model.is_empty() => {}
+            _ => {
+                return Err(ConfigError::new(
+                    "providers.default_model",
+                    "must be provider/model, e.g. mock/echo or openai/gpt-4o-mini",
+                ));
+            }
+        }
+        for (setting, url) in [
+            ("providers.openai_base_url", &p.openai_base_url),
+            ("providers.anthropic_base_url", &p.anthropic_base_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::new(setting, "must be an http(s) URL"));
+            }
+        }
+        for (name, named) in &p.named {
+            let setting = format!("providers.named.{name}");
+            if matches!(name.as_str(), "mock" | "openai" | "anthropic")
+                || name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(ConfigError::new(
+                    &setting,
+                    "needs a plain name other than mock, openai and anthropic",
+                ));
+            }
+            if !(named.base_url.starts_with("http://") || named.base_url.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    &format!("{setting}.base_url"),
+                    "must be an http(s) URL",
+                ));
+            }
+        }
+        for (setting, v) in [
+            ("providers.connect_timeout_secs", p.connect_timeout_secs),
+            ("providers.request_timeout_secs", p.request_timeout_secs),
+            (
+                "providers.first_token_timeout_secs",
+                p.first_token_timeout_secs,
+            ),
+            (
+                "providers.stream_idle_timeout_secs",
+                p.stream_idle_timeout_secs,
+            ),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::new(setting, "must be at least 1"));
+            }
         }
         Ok(())
     }

@@ -10,6 +10,7 @@
 //! - `conversations`, `api_keys`, `readiness`: services.
 //! - `auth`: credential verification, no HTTP.
 //! - `ratelimit`: token buckets in memory or Redis, no HTTP.
+//! - `providers`: LLM backends behind one trait, and the registry that routes, retries and prices.
 //! - `store`: persistence over Postgres and SQLite; the only module that knows sqlx.
 //! - `tasks`: background tasks and their shutdown.
 //! - `domain`: plain types.
@@ -25,6 +26,7 @@ pub mod conversations;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod providers;
 pub mod ratelimit;
 pub mod readiness;
 pub mod server;

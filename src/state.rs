@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use crate::auth::{Authenticator, KeySetupError};
 use crate::config::Config;
+use crate::providers::Registry;
+use crate::providers::registry::RegistryError;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 use crate::tasks::Background;
@@ -19,6 +21,8 @@ pub struct AppState {
     pub redis: Option<redis::Client>,
     /// Credentials (JWTs, API keys) into principals.
     pub auth: Arc<Authenticator>,
+    /// LLM providers by name, with retries, circuit breakers and pricing.
+    pub providers: Arc<Registry>,
     /// Token buckets per user and route class, and per IP before authentication.
     pub limiter: Arc<RateLimiter>,
     /// Background tasks, awaited on shutdown.
@@ -31,6 +35,8 @@ pub enum StateError {
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
     Keys(#[from] KeySetupError),
+    #[error(transparent)]
+    Providers(#[from] RegistryError),
 }
 
 impl AppState {
@@ -42,8 +48,13 @@ impl AppState {
         };
         let background = Background::new();
         let limiter = Arc::new(RateLimiter::new(&config.rate_limit, &config.redis)?);
+        let providers = Arc::new(Registry::from_config(
+            &config.providers,
+            &config.config_dir,
+        )?);
         Ok(Self {
             limiter,
+            providers,
             auth: Arc::new(Authenticator::new(
                 &config.auth,
                 store.clone(),

@@ -61,7 +61,7 @@ pub fn hashes_match(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-/// Verdicts by key hash, each good for the cache period: a principal, or "no such key".
+/// Verdicts by key hash, each good for the cache period: a principal, or "revoked".
 pub struct KeyCache {
     ttl: Duration,
     entries: Mutex<HashMap<String, (Option<Principal>, Instant)>>,

@@ -76,19 +76,23 @@ impl Jwks {
     }
 
     /// The key for `kid` (or the only key, when the token names none). An unknown kid
-    /// triggers one refetch if the floor allows it.
+    /// triggers one refetch if the floor allows it and `may_fetch` is set.
     pub async fn key_for(
         &self,
         kid: Option<&str>,
         alg: Algorithm,
+        may_fetch: bool,
     ) -> Result<DecodingKey, AuthError> {
         if let Some(found) = self.lookup(kid) {
             return check_alg(&found, alg);
         }
-        if self.fetch_if_allowed().await
-            && let Some(found) = self.lookup(kid)
-        {
-            return check_alg(&found, alg);
+        if may_fetch {
+            // Look again whatever the fetch did: a concurrent request may have fetched the
+            // new keys while this one waited for its turn.
+            self.fetch_if_allowed().await;
+            if let Some(found) = self.lookup(kid) {
+                return check_alg(&found, alg);
+            }
         }
         Err(AuthError::UnknownKey)
     }

@@ -17,6 +17,8 @@ pub struct TokenClaims {
     pub email: Option<String>,
     /// Known roles the token names (unknown role names are ignored).
     pub roles: Vec<Role>,
+    /// The `email_verified` claim, when the token has one.
+    pub email_verified: Option<bool>,
 }
 
 pub struct JwtVerifier {
@@ -46,13 +48,14 @@ impl JwtVerifier {
         &self.keys
     }
 
-    pub async fn verify(&self, token: &str) -> Result<TokenClaims, AuthError> {
+    /// Verifies a token. Without `may_fetch`, nothing leaves the process.
+    pub async fn verify(&self, token: &str, may_fetch: bool) -> Result<TokenClaims, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             // `alg: none` and unknown names fail here, before any key is chosen.
             ErrorKind::InvalidAlgorithmName => AuthError::WrongAlgorithm,
             _ => AuthError::Malformed,
         })?;
-        let (key, alg) = self.keys.resolve(&header).await?;
+        let (key, alg) = self.keys.resolve(&header, may_fetch).await?;
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &self.validation(alg))
             .map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -112,6 +115,7 @@ impl JwtVerifier {
             subject,
             email,
             roles,
+            email_verified: claims.get("email_verified").and_then(Value::as_bool),
         })
     }
 }
@@ -196,7 +200,7 @@ mod tests {
             },
         )
         .unwrap();
-        let c = verifier(&cfg).verify(&token).await.unwrap();
+        let c = verifier(&cfg).verify(&token, true).await.unwrap();
         assert_eq!(c.subject, "u1");
         assert_eq!(c.email.as_deref(), Some("a@example.com"));
         assert_eq!(c.roles, vec![Role::Admin]);

@@ -27,7 +27,8 @@ pub fn is_asymmetric_algorithm(name: &str) -> bool {
 
 /// The key sources, resolved at start-up.
 pub struct KeySources {
-    secret: DecodingKey,
+    /// None when HS256 is off (`auth.hs256`).
+    secret: Option<DecodingKey>,
     jwks: Option<Jwks>,
     pem: Option<(DecodingKey, Algorithm)>,
 }
@@ -63,7 +64,9 @@ impl KeySources {
             Some(Jwks::new(config).map_err(KeySetupError::Jwks)?)
         };
         Ok(Self {
-            secret: DecodingKey::from_secret(config.jwt_secret.expose().as_bytes()),
+            secret: config
+                .hs256_enabled()
+                .then(|| DecodingKey::from_secret(config.jwt_secret.expose().as_bytes())),
             jwks,
             pem,
         })
@@ -73,25 +76,35 @@ impl KeySources {
         self.jwks.as_ref()
     }
 
-    /// The key and algorithm for a token with this header, or why there is none.
-    pub async fn resolve(&self, header: &Header) -> Result<(DecodingKey, Algorithm), AuthError> {
+    /// The key and algorithm for a token with this header, or why there is none. Without
+    /// `may_fetch` nothing leaves the process (no JWKS refetch).
+    pub async fn resolve(
+        &self,
+        header: &Header,
+        may_fetch: bool,
+    ) -> Result<(DecodingKey, Algorithm), AuthError> {
         let alg = header.alg;
         if alg == Algorithm::HS256 {
-            return Ok((self.secret.clone(), alg));
+            return self
+                .secret
+                .clone()
+                .map(|k| (k, alg))
+                .ok_or(AuthError::WrongAlgorithm);
         }
+        let pem = self.pem.as_ref().filter(|(_, pinned)| *pinned == alg);
         if let Some(jwks) = &self.jwks
             && jwks.accepts(alg)
         {
-            return jwks
-                .key_for(header.kid.as_deref(), alg)
-                .await
-                .map(|k| (k, alg));
+            match jwks.key_for(header.kid.as_deref(), alg, may_fetch).await {
+                Ok(key) => return Ok((key, alg)),
+                // The PEM key may still be the one, for the same algorithm.
+                Err(e) if pem.is_none() => return Err(e),
+                Err(_) => {}
+            }
         }
-        if let Some((key, pinned)) = &self.pem
-            && *pinned == alg
-        {
-            return Ok((key.clone(), alg));
+        match pem {
+            Some((key, _)) => Ok((key.clone(), alg)),
+            None => Err(AuthError::WrongAlgorithm),
         }
-        Err(AuthError::WrongAlgorithm)
     }
 }

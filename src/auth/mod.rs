@@ -106,14 +106,31 @@ impl Authenticator {
 
     pub async fn authenticate(&self, credential: Credential<'_>) -> Result<Principal, AuthError> {
         match credential {
-            Credential::Jwt(token) => self.authenticate_jwt(token).await,
-            Credential::ApiKey(key) => self.authenticate_key(key).await,
+            Credential::Jwt(token) => self.authenticate_jwt(token, true).await,
+            Credential::ApiKey(key) => self.authenticate_key(key, true).await,
         }
     }
 
-    async fn authenticate_jwt(&self, token: &str) -> Result<Principal, AuthError> {
-        let claims = self.jwt.verify(token).await?;
+    /// Authentication that does no I/O: signatures with keys already held, API keys
+    /// already cached. Used for addresses that are being rate limited, so a flood cannot
+    /// make us fetch or query, while callers with good credentials still get through.
+    pub async fn authenticate_offline(
+        &self,
+        credential: Credential<'_>,
+    ) -> Result<Principal, AuthError> {
+        match credential {
+            Credential::Jwt(token) => self.authenticate_jwt(token, false).await,
+            Credential::ApiKey(key) => self.authenticate_key(key, false).await,
+        }
+    }
+
+    async fn authenticate_jwt(&self, token: &str, may_fetch: bool) -> Result<Principal, AuthError> {
+        let claims = self.jwt.verify(token, may_fetch).await?;
         if !self.allowed_domains.is_empty() {
+            // An unverified address proves nothing about its domain.
+            if claims.email_verified == Some(false) {
+                return Err(AuthError::DomainNotAllowed);
+            }
             let domain = claims
                 .email
                 .as_deref()
@@ -138,11 +155,14 @@ impl Authenticator {
         })
     }
 
-    async fn authenticate_key(&self, key: &str) -> Result<Principal, AuthError> {
+    async fn authenticate_key(&self, key: &str, may_query: bool) -> Result<Principal, AuthError> {
         let prefix = api_keys::prefix_of(key).ok_or(AuthError::UnknownApiKey)?;
         let hash = api_keys::hash(key);
         if let Some(verdict) = self.keys.get(&hash) {
-            return verdict.ok_or(AuthError::UnknownApiKey);
+            return verdict.ok_or(AuthError::RevokedApiKey);
+        }
+        if !may_query {
+            return Err(AuthError::UnknownApiKey);
         }
         let candidates = self.store.api_keys_by_prefix(prefix).await.map_err(|e| {
             tracing::error!(error = %e, "api key lookup failed");
@@ -151,8 +171,9 @@ impl Authenticator {
         let found = candidates
             .into_iter()
             .find(|k| api_keys::hashes_match(&k.hash, &hash));
+        // Unknown keys are not cached: random keys would crowd out the real ones. The
+        // per-address limit bounds how often they reach the database.
         let Some(found) = found else {
-            self.keys.put(hash, None);
             return Err(AuthError::UnknownApiKey);
         };
         if found.revoked_at.is_some() {

@@ -22,13 +22,22 @@ pub async fn require_principal(
     mut request: Request,
     next: Next,
 ) -> Response {
-    // An address whose anonymous bucket is empty is refused before any verification work
-    // (signature checks, JWKS refetches, key lookups).
+    let credential = credential(&request);
+    // An address whose anonymous bucket is empty gets no verification work that costs I/O
+    // (JWKS refetches, key lookups); a caller with good credentials still gets through.
     let ip = limits::client_ip(&state, &request);
     if let Some(decision) = state.limiter.blocked(ip) {
-        return limits::limited(&decision);
+        let principal = match credential {
+            Ok(c) => state.auth.authenticate_offline(c).await.ok(),
+            Err(_) => None,
+        };
+        let Some(principal) = principal else {
+            return limits::limited(&decision);
+        };
+        request.extensions_mut().insert(principal);
+        return next.run(request).await;
     }
-    let outcome = match credential(&request) {
+    let outcome = match credential {
         Ok(credential) => state.auth.authenticate(credential).await,
         Err(e) => Err(e),
     };
@@ -40,6 +49,10 @@ pub async fn require_principal(
         Err(reason) => {
             // An audit event: the reason, never the credential.
             tracing::warn!(target: "colloquy::audit", event = "auth_failed", reason = %reason);
+            // Our own outage is not the caller's attempt: no spend.
+            if reason == AuthError::Unavailable {
+                return refusal(&reason).into_response();
+            }
             // Failed and missing credentials spend from the address's bucket (brute force).
             match state.limiter.check_anonymous(ip).await {
                 Verdict::Limited(d) => limits::limited(&d),

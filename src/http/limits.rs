@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::domain::Principal;
 use crate::error::ApiError;
-use crate::ratelimit::{Class, Decision, Verdict};
+use crate::ratelimit::{Class, Decision, ForwardedHeader, Verdict};
 use crate::state::AppState;
 
 const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -57,10 +57,19 @@ pub fn client_ip(state: &AppState, request: &Request) -> IpAddr {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    let header = |name: &HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok());
-    state
-        .limiter
-        .client_ip(peer, header(&FORWARDED), header(&X_FORWARDED_FOR))
+    let name = match state.limiter.forwarded_header() {
+        ForwardedHeader::XForwardedFor => X_FORWARDED_FOR,
+        ForwardedHeader::Forwarded => FORWARDED,
+    };
+    // Every line of the header, in order: a proxy may add a line instead of appending.
+    let lines: Vec<&str> = request
+        .headers()
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let joined = (!lines.is_empty()).then(|| lines.join(","));
+    state.limiter.client_ip(peer, joined.as_deref())
 }
 
 /// The 429 answer: the envelope, `Retry-After` in whole seconds, and the bucket's headers.

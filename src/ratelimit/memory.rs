@@ -59,7 +59,9 @@ impl MemoryBucket {
                     allowed: false,
                     limit: self.limit.capacity,
                     remaining: 0,
-                    reset_after: self.limit.interval() * self.limit.capacity,
+                    // Full again once this wait and the rest of the bucket have passed;
+                    // the Redis script computes the same.
+                    reset_after: wait + self.limit.interval() * (self.limit.capacity - 1),
                     retry_after: Some(wait),
                 }
             }

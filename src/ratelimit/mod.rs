@@ -16,12 +16,26 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{QuotaConfig, RateLimitBackend, RateLimitConfig, RedisConfig, RedisFailure};
+use crate::config::{
+    ForwardedHeaderName, QuotaConfig, RateLimitBackend, RateLimitConfig, RedisConfig, RedisFailure,
+};
 use crate::domain::Role;
 
-pub use client_ip::TrustedProxies;
+pub use client_ip::{ForwardedHeader, TrustedProxies};
 use memory::MemoryBucket;
 use redis::RedisBuckets;
+
+/// The address a bucket is kept for: IPv4 as is, IPv6 by its /64, the block one subscriber
+/// usually gets (one address per bucket would hand each of them 2^64 buckets).
+fn bucket_address(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
 
 /// Route classes, each with its own bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,7 +173,13 @@ impl RateLimiter {
             limits,
             backend,
             failure: config.redis_failure,
-            trusted: TrustedProxies::new(&config.trusted_proxies),
+            trusted: TrustedProxies::new(
+                &config.trusted_proxies,
+                match config.forwarded_header {
+                    ForwardedHeaderName::XForwardedFor => ForwardedHeader::XForwardedFor,
+                    ForwardedHeaderName::Forwarded => ForwardedHeader::Forwarded,
+                },
+            ),
             blocked: Mutex::new(HashMap::new()),
             max_keys: config.max_tracked_keys,
             sweep_every: Duration::from_secs(config.sweep_interval_secs),
@@ -169,13 +189,14 @@ impl RateLimiter {
         })
     }
 
-    pub fn client_ip(
-        &self,
-        peer: IpAddr,
-        forwarded: Option<&str>,
-        x_forwarded_for: Option<&str>,
-    ) -> IpAddr {
-        self.trusted.client_ip(peer, forwarded, x_forwarded_for)
+    /// The header the trusted proxies write.
+    pub fn forwarded_header(&self) -> ForwardedHeader {
+        self.trusted.header()
+    }
+
+    /// The client behind the peer, from the configured header's value.
+    pub fn client_ip(&self, peer: IpAddr, header_value: Option<&str>) -> IpAddr {
+        self.trusted.client_ip(peer, header_value)
     }
 
     /// How many Redis checks failed (for metrics).
@@ -202,6 +223,7 @@ impl RateLimiter {
 
     /// Checks (and spends from) an IP's bucket for requests without valid credentials.
     pub async fn check_anonymous(&self, ip: IpAddr) -> Verdict {
+        let ip = bucket_address(ip);
         let key = format!("anonymous:ip:{ip}");
         let verdict = self
             .check(&key, self.limit_for(Class::Anonymous, None))
@@ -210,7 +232,9 @@ impl RateLimiter {
             && let Ok(mut blocked) = self.blocked.lock()
         {
             if blocked.len() >= self.max_keys {
-                blocked.retain(|_, until| *until > Instant::now());
+                let now = Instant::now();
+                blocked.retain(|_, until| *until > now);
+                self.sweep_now.notify_one();
             }
             if blocked.len() < self.max_keys {
                 blocked.insert(ip, Instant::now() + d.retry_after.unwrap_or_default());
@@ -225,6 +249,7 @@ impl RateLimiter {
         if !self.enabled {
             return None;
         }
+        let ip = bucket_address(ip);
         let mut blocked = self.blocked.lock().ok()?;
         let until = *blocked.get(&ip)?;
         let now = Instant::now();

@@ -26,7 +26,9 @@ if ahead > tau then
   return {0, 0, math.ceil(ahead - tau), math.ceil(tat - now)}
 end
 redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(ahead) + 1)
-return {1, math.floor((tau - ahead) / interval), 0, math.ceil(ahead)}
+local remaining = math.floor((tau - ahead) / interval)
+-- Reset as the in-memory limiter reports it: the spent part of the bucket, in intervals.
+return {1, remaining, 0, math.ceil((capacity - remaining) * interval)}
 ";
 
 /// Each check must answer within this, or it counts as Redis being unreachable.

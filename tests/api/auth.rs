@@ -181,16 +181,30 @@ async fn jwks_tokens_of_every_family_are_accepted(backend: Backend) {
             response.text().await.unwrap()
         );
     }
-    // The shared-secret path still works beside the JWKS, with claims mapped.
+    // With an identity provider configured, HS256 is off unless asked for...
     let token = hs256(
         app.config.auth.jwt_secret.expose().as_bytes(),
         &claims("bob", "Bob@Example.COM"),
     );
     assert_eq!(
         probe(&app, Some(&format!("Bearer {token}"))).await.status(),
+        401
+    );
+    // ...and works beside the JWKS when it is, with claims mapped.
+    let Some(both) = app_with_idp(backend, &idp, &[("COLLOQUY_AUTH__HS256", "on")]).await else {
+        return;
+    };
+    assert_eq!(
+        probe(&both, Some(&format!("Bearer {token}")))
+            .await
+            .status(),
         200
     );
-    assert_eq!(idp.fetches(), 1, "warm keys need no fetch");
+    assert_eq!(
+        idp.fetches(),
+        2,
+        "one start-up fetch per instance; warm keys need none"
+    );
 }
 
 async fn hostile_tokens_are_refused(backend: Backend) {
@@ -228,6 +242,8 @@ async fn hostile_tokens_are_refused(backend: Backend) {
     outsider["email"] = json!("mallory@evil.example");
     let mut no_email = good.clone();
     no_email.as_object_mut().unwrap().remove("email");
+    let mut unverified = good.clone();
+    unverified["email_verified"] = json!(false);
     let mut tampered_sig = valid.clone();
     let last = tampered_sig.pop().unwrap();
     tampered_sig.push(if last == 'A' { 'B' } else { 'A' });
@@ -357,6 +373,15 @@ async fn hostile_tokens_are_refused(backend: Backend) {
             403,
             "forbidden",
             "no email while domains are restricted",
+        ),
+        (
+            Some(format!(
+                "Bearer {}",
+                sign(Algorithm::RS256, RSA_A, Some("rsa-a"), &unverified)
+            )),
+            403,
+            "forbidden",
+            "unverified email",
         ),
         (
             Some("Bearer ck_tooshort".into()),
@@ -613,6 +638,15 @@ async fn api_keys_lifecycle(backend: Backend) {
             .status(),
         200
     );
+    // A key cannot mint a sibling that would outlive its revocation.
+    let response = app
+        .post("/v1/api-keys")
+        .bearer_auth(&secret)
+        .json(&json!({"name": "child", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(response, 403, "forbidden").await;
     // Only a hash is stored.
     let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
     let stored = app.store.get_api_key(id).await.unwrap().unwrap();

@@ -26,6 +26,10 @@ pub struct Ready {
     /// Each dependency and its state, e.g. `{"database": "ok", "redis": "ok"}`.
     #[schema(value_type = Object)]
     checks: std::collections::BTreeMap<&'static str, &'static str>,
+    /// Each LLM provider's circuit breaker: `closed`, `open` or `half_open`. Informational:
+    /// an open circuit does not make the instance unready.
+    #[schema(value_type = Object)]
+    providers: std::collections::BTreeMap<String, &'static str>,
 }
 
 /// Liveness: answers without touching any dependency.
@@ -52,6 +56,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             Json(Ready {
                 status: "ready",
                 checks: readiness.checks,
+                providers: state.providers.breaker_states(),
             }),
         )
             .into_response();

@@ -1,0 +1,593 @@
+//! The registry: providers by name, `provider/model` routing, and everything around a call:
+//! retries before anything is forwarded, a circuit breaker per provider, fallback chains,
+//! usage (reported, else estimated) and cost. Every attempt is logged.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::{Stream, StreamExt};
+use tokio::time::Instant;
+
+use super::anthropic::AnthropicProvider;
+use super::breaker::Breaker;
+use super::mock::MockProvider;
+use super::openai::OpenAiProvider;
+use super::pricing::{Pricing, PricingError};
+use super::{
+    ChatRequest, ChunkStream, FinishReason, Provider, ProviderChunk, ProviderError, Timeouts,
+    Usage, tokens,
+};
+use crate::config::{DEFAULT_OPENAI_BASE_URL, ProviderKind, ProvidersConfig};
+
+/// A finished call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub content: String,
+    pub usage: Usage,
+    pub finish_reason: FinishReason,
+    /// The provider and full model id that answered (after any fallback).
+    pub provider: String,
+    pub model: String,
+    pub cost_nano_usd: i64,
+    pub latency: Duration,
+    /// Time to the first token, for streams.
+    pub ttft: Option<Duration>,
+    /// Attempts made across retries and fallbacks, this one included.
+    pub attempts: u32,
+}
+
+/// A call that produced no answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallFailure {
+    pub error: ProviderError,
+    /// The last provider and model tried, if any.
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub latency: Duration,
+    pub attempts: u32,
+}
+
+/// What a generation stream yields: text as it arrives, then exactly one of `Done` or
+/// `Failed` (a stream that broke after text was forwarded: the partial text is kept and
+/// the usage estimated).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    Delta(String),
+    Done(Completion),
+    Failed {
+        error: ProviderError,
+        partial: Completion,
+    },
+}
+
+pub type GenerationStream = Pin<Box<dyn Stream<Item = StreamEvent> + Send>>;
+
+struct Entry {
+    provider: Arc<dyn Provider>,
+    breaker: Breaker,
+}
+
+pub struct Registry {
+    providers: HashMap<String, Arc<Entry>>,
+    pricing: Arc<Pricing>,
+    max_retries: u32,
+    retry_max_wait: Duration,
+    request_timeout: Duration,
+    first_token_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("provider {name}: {problem}")]
+    Provider { name: String, problem: String },
+    #[error(transparent)]
+    Pricing(#[from] PricingError),
+}
+
+/// Splits `provider/model`; the model part may itself contain slashes (`openrouter/meta/llama`).
+pub fn split_model(id: &str) -> Option<(&str, &str)> {
+    id.split_once('/')
+        .filter(|(p, m)| !p.is_empty() && !m.is_empty())
+}
+
+impl Registry {
+    pub fn from_config(config: &ProvidersConfig, config_dir: &Path) -> Result<Self, RegistryError> {
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(config.connect_timeout_secs),
+            request: Duration::from_secs(config.request_timeout_secs),
+            read: Duration::from_secs(config.stream_idle_timeout_secs),
+        };
+        let bad = |name: &str| {
+            let name = name.to_owned();
+            move |problem: String| RegistryError::Provider { name, problem }
+        };
+        let mut providers: Vec<Arc<dyn Provider>> = vec![Arc::new(MockProvider::new(
+            Duration::from_millis(config.mock_first_token_ms),
+            Duration::from_millis(config.mock_token_interval_ms),
+        ))];
+        if !config.openai_api_key.is_empty() || config.openai_base_url != DEFAULT_OPENAI_BASE_URL {
+            providers.push(Arc::new(
+                OpenAiProvider::new(
+                    "openai",
+                    &config.openai_base_url,
+                    config.openai_api_key.expose(),
+                    &[],
+                    timeouts,
+                )
+                .map_err(bad("openai"))?,
+            ));
+        }
+        if !config.anthropic_api_key.is_empty() {
+            providers.push(Arc::new(
+                AnthropicProvider::new(
+                    "anthropic",
+                    &config.anthropic_base_url,
+                    config.anthropic_api_key.expose(),
+                    timeouts,
+                )
+                .map_err(bad("anthropic"))?,
+            ));
+        }
+        for (name, named) in &config.named {
+            let provider: Arc<dyn Provider> = match named.kind {
+                ProviderKind::Openai => {
+                    let headers: Vec<(String, String)> = named
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    Arc::new(
+                        OpenAiProvider::new(
+                            name,
+                            &named.base_url,
+                            named.api_key.expose(),
+                            &headers,
+                            timeouts,
+                        )
+                        .map_err(bad(name))?,
+                    )
+                }
+                ProviderKind::Anthropic => Arc::new(
+                    AnthropicProvider::new(name, &named.base_url, named.api_key.expose(), timeouts)
+                        .map_err(bad(name))?,
+                ),
+            };
+            providers.push(provider);
+        }
+        let breaker = || {
+            Breaker::new(
+                config.breaker_failures,
+                Duration::from_secs(config.breaker_cooldown_secs),
+            )
+        };
+        Ok(Self {
+            providers: providers
+                .into_iter()
+                .map(|p| {
+                    (
+                        p.name().to_owned(),
+                        Arc::new(Entry {
+                            provider: p,
+                            breaker: breaker(),
+                        }),
+                    )
+                })
+                .collect(),
+            pricing: Arc::new(Pricing::load(config_dir)?),
+            max_retries: config.max_retries,
+            retry_max_wait: Duration::from_secs(config.retry_max_wait_secs),
+            request_timeout: timeouts.request,
+            first_token_timeout: Duration::from_secs(config.first_token_timeout_secs),
+        })
+    }
+
+    /// Whether a `provider/model` id names a registered provider.
+    pub fn knows(&self, model: &str) -> bool {
+        split_model(model).is_some_and(|(p, _)| self.providers.contains_key(p))
+    }
+
+    /// Each provider's circuit: `closed`, `open` or `half_open`.
+    pub fn breaker_states(&self) -> BTreeMap<String, &'static str> {
+        self.providers
+            .iter()
+            .map(|(name, e)| (name.clone(), e.breaker.status()))
+            .collect()
+    }
+
+    pub fn pricing(&self) -> &Pricing {
+        &self.pricing
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(self.retry_max_wait)
+            .with_max_times(self.max_retries as usize)
+            .build()
+    }
+
+    /// The wait before a retry: the backoff, or the provider's retry-after if longer (capped).
+    fn wait(&self, error: &ProviderError, backoff: Duration) -> Duration {
+        match error {
+            ProviderError::RateLimited {
+                retry_after: Some(after),
+            } => (*after).max(backoff).min(self.retry_max_wait),
+            _ => backoff,
+        }
+    }
+
+    /// One whole answer, trying `chain` in order (a model and its fallbacks).
+    pub async fn send(
+        &self,
+        chain: &[String],
+        request: &ChatRequest,
+    ) -> Result<Completion, CallFailure> {
+        let started = Instant::now();
+        let mut attempts = 0;
+        let mut last = CallFailure {
+            error: ProviderError::NotConfigured("no model given".into()),
+            provider: None,
+            model: None,
+            latency: Duration::ZERO,
+            attempts: 0,
+        };
+        for model_id in chain {
+            let Some((entry, upstream)) = self.resolve(model_id, &mut last) else {
+                continue;
+            };
+            let mut request = request.clone();
+            request.model = upstream.to_owned();
+            let mut backoff = self.backoff();
+            loop {
+                attempts += 1;
+                let attempt_started = Instant::now();
+                let outcome = if entry.breaker.allow() {
+                    match tokio::time::timeout(self.request_timeout, entry.provider.send(&request))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(ProviderError::Timeout),
+                    }
+                } else {
+                    Err(ProviderError::CircuitOpen(entry.provider.name().to_owned()))
+                };
+                log_attempt(
+                    model_id,
+                    attempts,
+                    &outcome.as_ref().map(|_| ()),
+                    attempt_started.elapsed(),
+                );
+                match outcome {
+                    Ok(response) => {
+                        self.record_success(&entry);
+                        let usage = response
+                            .usage
+                            .unwrap_or_else(|| estimate(&request, &response.content));
+                        return Ok(Completion {
+                            cost_nano_usd: self.pricing.cost_nano_usd(model_id, &usage),
+                            content: response.content,
+                            usage,
+                            finish_reason: response.finish_reason,
+                            provider: entry.provider.name().to_owned(),
+                            model: model_id.clone(),
+                            latency: started.elapsed(),
+                            ttft: None,
+                            attempts,
+                        });
+                    }
+                    Err(error) => {
+                        self.record_failure(&entry, &error);
+                        if error.retryable()
+                            && let Some(delay) = backoff.next()
+                        {
+                            tokio::time::sleep(self.wait(&error, delay)).await;
+                            continue;
+                        }
+                        last = failure(error, &entry, model_id, started, attempts);
+                        break;
+                    }
+                }
+            }
+            if !last.error.falls_back() {
+                break;
+            }
+        }
+        last.latency = started.elapsed();
+        last.attempts = attempts;
+        Err(last)
+    }
+
+    /// A streamed answer, trying `chain` in order. Retries and fallbacks happen only until
+    /// the first token arrives: once text has been forwarded, a failure ends the stream with
+    /// `Failed` and the partial text.
+    pub async fn stream(
+        &self,
+        chain: &[String],
+        request: &ChatRequest,
+    ) -> Result<GenerationStream, CallFailure> {
+        let started = Instant::now();
+        let mut attempts = 0;
+        let mut last = CallFailure {
+            error: ProviderError::NotConfigured("no model given".into()),
+            provider: None,
+            model: None,
+            latency: Duration::ZERO,
+            attempts: 0,
+        };
+        for model_id in chain {
+            let Some((entry, upstream)) = self.resolve(model_id, &mut last) else {
+                continue;
+            };
+            let mut request = request.clone();
+            request.model = upstream.to_owned();
+            let mut backoff = self.backoff();
+            loop {
+                attempts += 1;
+                let attempt_started = Instant::now();
+                let outcome = if entry.breaker.allow() {
+                    self.open(&entry, &request).await
+                } else {
+                    Err(ProviderError::CircuitOpen(entry.provider.name().to_owned()))
+                };
+                log_attempt(
+                    model_id,
+                    attempts,
+                    &outcome.as_ref().map(|_| ()),
+                    attempt_started.elapsed(),
+                );
+                match outcome {
+                    Ok((first, rest)) => {
+                        let state = Generation {
+                            inner: rest,
+                            pending: first,
+                            content: String::new(),
+                            usage: None,
+                            finish: None,
+                            entry: entry.clone(),
+                            pricing: self.pricing.clone(),
+                            request,
+                            model: model_id.clone(),
+                            started,
+                            ttft: Some(started.elapsed()),
+                            attempts,
+                            finished: false,
+                        };
+                        return Ok(Box::pin(futures_util::stream::unfold(
+                            state,
+                            Generation::next,
+                        )));
+                    }
+                    Err(error) => {
+                        self.record_failure(&entry, &error);
+                        if error.retryable()
+                            && let Some(delay) = backoff.next()
+                        {
+                            tokio::time::sleep(self.wait(&error, delay)).await;
+                            continue;
+                        }
+                        last = failure(error, &entry, model_id, started, attempts);
+                        break;
+                    }
+                }
+            }
+            if !last.error.falls_back() {
+                break;
+            }
+        }
+        last.latency = started.elapsed();
+        last.attempts = attempts;
+        Err(last)
+    }
+
+    fn resolve<'a>(
+        &self,
+        model_id: &'a str,
+        last: &mut CallFailure,
+    ) -> Option<(Arc<Entry>, &'a str)> {
+        let found =
+            split_model(model_id).and_then(|(p, m)| Some((self.providers.get(p)?.clone(), m)));
+        if found.is_none() {
+            tracing::warn!(
+                model = model_id,
+                "model names no configured provider; skipping it"
+            );
+            last.error = ProviderError::NotConfigured(model_id.to_owned());
+            last.model = Some(model_id.to_owned());
+        }
+        found
+    }
+
+    /// Starts a stream and waits for its first text (or its end) within the first-token
+    /// timeout, so a failure here is still retryable.
+    async fn open(
+        &self,
+        entry: &Entry,
+        request: &ChatRequest,
+    ) -> Result<(VecDeque<ProviderChunk>, ChunkStream), ProviderError> {
+        let deadline = Instant::now() + self.first_token_timeout;
+        let mut stream = tokio::time::timeout_at(deadline, entry.provider.stream(request))
+            .await
+            .map_err(|_| ProviderError::FirstTokenTimeout)??;
+        let mut first = VecDeque::new();
+        loop {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) => return Err(ProviderError::FirstTokenTimeout),
+                Ok(None) => return Ok((first, stream)),
+                Ok(Some(Err(e))) => return Err(e),
+                Ok(Some(Ok(chunk))) => {
+                    let is_text =
+                        matches!(chunk, ProviderChunk::Delta(_) | ProviderChunk::Finish(_));
+                    first.push_back(chunk);
+                    if is_text {
+                        return Ok((first, stream));
+                    }
+                }
+            }
+        }
+    }
+
+    fn record_success(&self, entry: &Entry) {
+        if entry.breaker.success() {
+            tracing::info!(provider = entry.provider.name(), "circuit closed");
+        }
+    }
+
+    fn record_failure(&self, entry: &Entry, error: &ProviderError) {
+        if error.trips_breaker() {
+            if entry.breaker.failure() {
+                tracing::warn!(
+                    provider = entry.provider.name(),
+                    "circuit opened after repeated failures"
+                );
+            }
+        } else if !matches!(error, ProviderError::CircuitOpen(_)) {
+            entry.breaker.release();
+        }
+    }
+}
+
+fn failure(
+    error: ProviderError,
+    entry: &Entry,
+    model: &str,
+    started: Instant,
+    attempts: u32,
+) -> CallFailure {
+    CallFailure {
+        error,
+        provider: Some(entry.provider.name().to_owned()),
+        model: Some(model.to_owned()),
+        latency: started.elapsed(),
+        attempts,
+    }
+}
+
+fn log_attempt(model: &str, attempt: u32, outcome: &Result<(), &ProviderError>, latency: Duration) {
+    let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Ok(()) => tracing::info!(
+            model,
+            attempt,
+            outcome = "ok",
+            latency_ms,
+            "provider attempt"
+        ),
+        Err(e) => {
+            tracing::warn!(model, attempt, outcome = e.code(), error = %e, latency_ms, "provider attempt")
+        }
+    }
+}
+
+/// Usage counted by us: the prompt, and what was generated.
+fn estimate(request: &ChatRequest, content: &str) -> Usage {
+    Usage {
+        input_tokens: tokens::count(&request.model, &request.prompt_text()),
+        output_tokens: tokens::count(&request.model, content),
+        cached_input_tokens: 0,
+        estimated: true,
+    }
+}
+
+/// The state of a stream being forwarded.
+struct Generation {
+    inner: ChunkStream,
+    pending: VecDeque<ProviderChunk>,
+    content: String,
+    usage: Option<Usage>,
+    finish: Option<FinishReason>,
+    entry: Arc<Entry>,
+    pricing: Arc<Pricing>,
+    request: ChatRequest,
+    model: String,
+    started: Instant,
+    ttft: Option<Duration>,
+    attempts: u32,
+    finished: bool,
+}
+
+impl Generation {
+    async fn next(mut self) -> Option<(StreamEvent, Self)> {
+        if self.finished {
+            return None;
+        }
+        loop {
+            let chunk = match self.pending.pop_front() {
+                Some(c) => Some(Ok(c)),
+                None => self.inner.next().await,
+            };
+            match chunk {
+                Some(Ok(ProviderChunk::Delta(text))) => {
+                    self.content.push_str(&text);
+                    return Some((StreamEvent::Delta(text), self));
+                }
+                Some(Ok(ProviderChunk::Usage(u))) => self.usage = Some(u),
+                Some(Ok(ProviderChunk::Finish(f))) => self.finish = Some(f),
+                Some(Err(error)) => {
+                    if error.trips_breaker() && self.entry.breaker.failure() {
+                        tracing::warn!(
+                            provider = self.entry.provider.name(),
+                            "circuit opened after repeated failures"
+                        );
+                    }
+                    tracing::warn!(model = %self.model, error = %error, forwarded_bytes = self.content.len(), "stream broke after text was forwarded");
+                    self.finished = true;
+                    let partial = self.completion(FinishReason::Cut);
+                    return Some((StreamEvent::Failed { error, partial }, self));
+                }
+                None => {
+                    self.finished = true;
+                    return Some(match self.finish.take() {
+                        Some(finish) => {
+                            if self.entry.breaker.success() {
+                                tracing::info!(
+                                    provider = self.entry.provider.name(),
+                                    "circuit closed"
+                                );
+                            }
+                            let done = self.completion(finish);
+                            (StreamEvent::Done(done), self)
+                        }
+                        // Ended without saying why: the connection was cut.
+                        None => {
+                            let error = ProviderError::Unavailable(
+                                "stream ended before it finished".into(),
+                            );
+                            if self.entry.breaker.failure() {
+                                tracing::warn!(
+                                    provider = self.entry.provider.name(),
+                                    "circuit opened after repeated failures"
+                                );
+                            }
+                            let partial = self.completion(FinishReason::Cut);
+                            (StreamEvent::Failed { error, partial }, self)
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    fn completion(&mut self, finish_reason: FinishReason) -> Completion {
+        // A cut stream's reported usage (if any came) is incomplete: estimate instead.
+        let usage = match (self.usage, &finish_reason) {
+            (Some(u), f) if *f != FinishReason::Cut => u,
+            _ => estimate(&self.request, &self.content),
+        };
+        Completion {
+            content: std::mem::take(&mut self.content),
+            cost_nano_usd: self.pricing.cost_nano_usd(&self.model, &usage),
+            usage,
+            finish_reason,
+            provider: self.entry.provider.name().to_owned(),
+            model: self.model.clone(),
+            latency: self.started.elapsed(),
+            ttft: self.ttft,
+            attempts: self.attempts,
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Server-Sent Events from a provider, parsed by eventsource-stream, with the silence between
+//! events bounded and transport errors mapped to provider errors.
+
+use std::time::Duration;
+
+use eventsource_stream::{Event, Eventsource};
+use futures_util::{Stream, StreamExt};
+
+use super::ProviderError;
+
+/// The events of a streamed response; a read silence longer than `read_timeout` ends the
+/// stream with a timeout.
+pub fn events(
+    response: reqwest::Response,
+    read_timeout: Duration,
+) -> impl Stream<Item = Result<Event, ProviderError>> + Send {
+    let inner = response.bytes_stream().eventsource();
+    futures_util::stream::unfold(Box::pin(inner), move |mut inner| async move {
+        match tokio::time::timeout(read_timeout, inner.next()).await {
+            Err(_) => Some((Err(ProviderError::Timeout), inner)),
+            Ok(None) => None,
+            Ok(Some(Ok(event))) => Some((Ok(event), inner)),
+            Ok(Some(Err(e))) => Some((
+                Err(ProviderError::Unavailable(format!("stream broken: {e}"))),
+                inner,
+            )),
+        }
+    })
+}
+
+/// The `Retry-After` of a 429: seconds, or `retry-after-ms`.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        return Some(Duration::from_secs_f64((ms / 1000.0).clamp(0.0, 3600.0)));
+    }
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 3600.0)))
+}
+
+/// Maps a transport error of reqwest.
+pub fn transport(e: &reqwest::Error) -> ProviderError {
+    if e.is_timeout() {
+        ProviderError::Timeout
+    } else {
+        // Connection refused, reset, DNS: nothing reached the provider, or nothing came back.
+        ProviderError::Unavailable(if e.is_connect() {
+            "connection failed".into()
+        } else {
+            "transport error".into()
+        })
+    }
+}
+
+/// Reads an error body for the logs, bounded.
+pub async fn error_body(response: reqwest::Response) -> String {
+    let mut body = response.text().await.unwrap_or_default();
+    body.truncate(2000);
+    body
+}
