@@ -30,6 +30,10 @@ async fn ready_is_ok(backend: Backend) {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ready");
     assert_eq!(body["checks"]["database"], "ok");
+    assert_eq!(
+        body["providers"]["mock"], "closed",
+        "breaker states are reported: {body}"
+    );
     assert!(
         body["checks"].get("redis").is_none(),
         "redis not configured: {body}"
