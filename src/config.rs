@@ -30,6 +30,10 @@ pub const FIXED_ENV_NAMES: &[(&str, &str)] = &[
     ("ANTHROPIC_API_KEY", "providers.anthropic_api_key"),
     ("ANTHROPIC_BASE_URL", "providers.anthropic_base_url"),
     ("COLLOQUY_DEFAULT_MODEL", "providers.default_model"),
+    ("AWS_ACCESS_KEY_ID", "files.s3_access_key_id"),
+    ("AWS_SECRET_ACCESS_KEY", "files.s3_secret_access_key"),
+    ("AWS_REGION", "files.s3_region"),
+    ("AWS_ENDPOINT_URL", "files.s3_endpoint"),
 ];
 
 /// The effective configuration. Field docs live in `config/default.toml`.
@@ -49,6 +53,7 @@ pub struct Config {
     pub security: SecurityConfig,
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
+    pub files: FilesConfig,
     pub providers: ProvidersConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -123,6 +128,32 @@ pub struct AuthConfig {
     pub public_key_pem_file: String,
     pub public_key_algorithm: String,
     pub api_key_cache_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    pub max_upload_bytes: u64,
+    pub max_files_per_upload: usize,
+    pub allowed_types: Vec<String>,
+    pub transfer_timeout_secs: u64,
+    pub text_budget_chars: usize,
+    pub backend: FilesBackend,
+    pub local_dir: String,
+    pub s3_bucket: String,
+    pub s3_endpoint: String,
+    pub s3_region: String,
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: Secret,
+    pub s3_prefix: String,
+    pub s3_allow_http: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilesBackend {
+    Local,
+    S3,
 }
 
 /// Whether HS256 tokens (signed with `jwt_secret`) are accepted.
@@ -555,6 +586,7 @@ impl Config {
         self.validate_auth()?;
         self.validate_rate_limit()?;
         self.validate_providers()?;
+        self.validate_files()?;
         if self.is_production()
             && kind == DatabaseKind::Sqlite
             && !self.database.allow_sqlite_in_production
@@ -708,6 +740,33 @@ impl Config {
             return Err(ConfigError::new(
                 "rate_limit.max_tracked_keys",
                 "max_tracked_keys and sweep_interval_secs must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_files(&self) -> Result<(), ConfigError> {
+        let f = &self.files;
+        if f.max_upload_bytes == 0 || f.max_files_per_upload == 0 || f.transfer_timeout_secs == 0 {
+            return Err(ConfigError::new(
+                "files.max_upload_bytes",
+                "max_upload_bytes, max_files_per_upload and transfer_timeout_secs must be at least 1",
+            ));
+        }
+        if let Some(bad) = f
+            .allowed_types
+            .iter()
+            .find(|t| crate::files::sniff::Kind::of(t).is_none())
+        {
+            return Err(ConfigError::new(
+                "files.allowed_types",
+                format!("`{bad}` is not a type Colloquy can verify"),
+            ));
+        }
+        if f.backend == FilesBackend::S3 && f.s3_bucket.is_empty() {
+            return Err(ConfigError::new(
+                "files.s3_bucket",
+                "is required when files.backend is s3",
             ));
         }
         Ok(())

@@ -7,7 +7,7 @@
 //! - `http`: routes, layers, extractors; the only module that knows axum (with `error`).
 //! - `error`: `ApiError`, the one place an error becomes an HTTP status and envelope.
 //! - `state`: `AppState`, the services handlers reach.
-//! - `conversations`, `api_keys`, `readiness`: services.
+//! - `conversations`, `api_keys`, `files`, `readiness`: services.
 //! - `auth`: credential verification, no HTTP.
 //! - `ratelimit`: token buckets in memory or Redis, no HTTP.
 //! - `providers`: LLM backends behind one trait, and the registry that routes, retries and prices.
@@ -25,6 +25,7 @@ pub mod config;
 pub mod conversations;
 pub mod domain;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod providers;
 pub mod ratelimit;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::auth::{Authenticator, KeySetupError};
 use crate::config::Config;
+use crate::files::Files;
 use crate::providers::Registry;
 use crate::providers::registry::RegistryError;
 use crate::ratelimit::RateLimiter;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub redis: Option<redis::Client>,
     /// Credentials (JWTs, API keys) into principals.
     pub auth: Arc<Authenticator>,
+    /// Uploaded files: metadata in the store, bytes in object storage.
+    pub files: Arc<Files>,
     /// LLM providers by name, with retries, circuit breakers and pricing.
     pub providers: Arc<Registry>,
     /// Token buckets per user and route class, and per IP before authentication.
@@ -37,6 +40,8 @@ pub enum StateError {
     Keys(#[from] KeySetupError),
     #[error(transparent)]
     Providers(#[from] RegistryError),
+    #[error("{0}")]
+    Files(String),
 }
 
 impl AppState {
@@ -52,7 +57,9 @@ impl AppState {
             &config.providers,
             &config.config_dir,
         )?);
+        let files = Arc::new(Files::new(&config.files, store.clone()).map_err(StateError::Files)?);
         Ok(Self {
+            files,
             limiter,
             providers,
             auth: Arc::new(Authenticator::new(

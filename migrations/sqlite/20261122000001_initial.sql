@@ -86,7 +86,8 @@ CREATE TABLE files (
     created_at   TEXT NOT NULL,
     deleted_at   TEXT
 );
-CREATE INDEX files_owner_created ON files (owner, created_at DESC, id DESC) WHERE deleted_at IS NULL;
+-- An owner's live files newest first (the id is time-ordered, so it is the cursor).
+CREATE INDEX files_owner_id ON files (owner, id DESC) WHERE deleted_at IS NULL;
 CREATE INDEX files_sha256 ON files (sha256);
 
 CREATE TABLE api_keys (

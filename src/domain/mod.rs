@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod conversation;
+pub mod file;
 pub mod ids;
 pub mod message;
 pub mod principal;
@@ -9,6 +10,7 @@ pub mod usage;
 
 pub use api_key::ApiKey;
 pub use conversation::Conversation;
+pub use file::StoredFile;
 pub use ids::new_id;
 pub use message::{Message, MessageRole, MessageStatus, NewMessage};
 pub use principal::{AuthMethod, Principal, Role};

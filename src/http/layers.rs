@@ -13,7 +13,6 @@ use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -37,9 +36,10 @@ use crate::http::request_id::{self, RequestId};
 /// 7. security headers: on every response, unless a route set its own (the docs page's CSP).
 /// 8. panic → 500 envelope: the outermost layer moved inward, below request id and
 ///    envelope, so the 500 carries the request id and passes CORS like any error.
-/// 9. body limit: rejects declared-too-large bodies before routing, caps streamed ones.
 ///
-/// The timeout is not here: it wraps only non-streaming routes (see `http::build_app`).
+/// The body limit and the timeout are not here: each route group has its own (JSON routes
+/// 1 MiB and `server.request_timeout_secs`; uploads their size and transfer time; streams
+/// no deadline). See `http::route_list`.
 pub fn apply(router: Router, config: &Config) -> Router {
     let hsts = (config.security.hsts_max_age_secs > 0).then(|| {
         let value = format!(
@@ -99,8 +99,7 @@ pub fn apply(router: Router, config: &Config) -> Router {
                 csp,
             ))
             .option_layer(hsts)
-            .layer(middleware::from_fn(catch_panic))
-            .layer(RequestBodyLimitLayer::new(config.server.body_limit_bytes)),
+            .layer(middleware::from_fn(catch_panic)),
     )
 }
 

@@ -15,6 +15,7 @@ use axum::http::{HeaderValue, Method, Uri, header};
 use axum::middleware;
 use axum::routing::get;
 use bytes::Bytes;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
@@ -62,17 +63,58 @@ pub fn build_app(state: AppState) -> Router {
     layers::apply(router.with_state(state.clone()), &state.config)
 }
 
-/// The one route list. Public routes, then the protected API under `/v1`.
+/// The one route list. Public routes, then the protected API under `/v1`, in groups that
+/// differ in body limit and deadline.
 fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
+    let config = &state.config;
     let public = OpenApiRouter::new()
         .routes(routes!(routes::health::health))
         .routes(routes!(routes::health::ready));
-    let protected = OpenApiRouter::new()
-        .routes(routes!(routes::conversations::create))
-        .routes(routes!(routes::conversations::get))
-        .routes(routes!(routes::api_keys::create, routes::api_keys::list))
-        .routes(routes!(routes::api_keys::revoke))
-        // Route layers run outer-last: auth first, then the user's bucket.
+    let api = protect(
+        OpenApiRouter::new()
+            .routes(routes!(routes::conversations::create))
+            .routes(routes!(routes::conversations::get))
+            .routes(routes!(routes::api_keys::create, routes::api_keys::list))
+            .routes(routes!(routes::api_keys::revoke)),
+        state,
+    );
+    // JSON routes: the small body limit and the request deadline.
+    let regular = public
+        .merge(api)
+        .layer(TimeoutLayer::with_status_code(
+            layers::TIMEOUT_STATUS,
+            config.request_timeout(),
+        ))
+        .layer(RequestBodyLimitLayer::new(config.server.body_limit_bytes));
+    // Files: bodies up to the upload size (each file is also checked while it streams), and
+    // the transfer deadline instead of the request one.
+    let upload_limit = usize::try_from(config.files.max_upload_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(config.files.max_files_per_upload)
+        .saturating_add(1 << 20);
+    let files = protect(
+        OpenApiRouter::new()
+            .routes(routes!(routes::files::upload, routes::files::list))
+            .routes(routes!(routes::files::get, routes::files::delete))
+            .routes(routes!(routes::files::content))
+            .routes(routes!(routes::files::text)),
+        state,
+    )
+    .layer(TimeoutLayer::with_status_code(
+        layers::TIMEOUT_STATUS,
+        std::time::Duration::from_secs(config.files.transfer_timeout_secs),
+    ))
+    .layer(RequestBodyLimitLayer::new(upload_limit));
+    // Streaming routes (SSE) will join here, with no deadline: it would cut a long answer.
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(regular)
+        .merge(files)
+}
+
+/// Closed by default: auth, then the caller's rate-limit bucket (route layers run
+/// outer-last, so auth comes first).
+fn protect(router: OpenApiRouter<AppState>, state: &AppState) -> OpenApiRouter<AppState> {
+    router
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             limits::limit_user,
@@ -80,16 +122,7 @@ fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_principal,
-        ));
-    // Streaming routes (SSE) will be merged beside `regular`, without the timeout: a
-    // deadline would cut a healthy long answer.
-    let regular = public
-        .merge(protected)
-        .layer(TimeoutLayer::with_status_code(
-            layers::TIMEOUT_STATUS,
-            state.config.request_timeout(),
-        ));
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(regular)
+        ))
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -22,6 +22,7 @@ use crate::error::{ERROR_CODES, ErrorBody, ErrorEnvelope};
         (name = "health", description = "Liveness and readiness"),
         (name = "conversations", description = "Conversations and their messages"),
         (name = "api-keys", description = "API keys for programs"),
+        (name = "files", description = "Uploads for the chat: exact types, owner-only"),
     )
 )]
 pub struct ApiDoc;

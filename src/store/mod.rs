@@ -17,6 +17,11 @@ macro_rules! api_key_columns {
         "id, owner, user_hash, name, prefix, hash, role, created_at, last_used_at, revoked_at"
     };
 }
+macro_rules! file_columns {
+    () => {
+        "id, owner, display_name, mime, size, sha256, storage_key, created_at, deleted_at"
+    };
+}
 macro_rules! usage_columns {
     () => {
         "id, request_id, user_hash, conversation_id, specialist_id, provider, model, input_tokens, output_tokens, cached_tokens, usage_estimated, cost_nano_usd, latency_ms, ttft_ms, streamed, success, error_code, created_at"
@@ -35,7 +40,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::{DatabaseConfig, DatabaseKind};
-use crate::domain::{ApiKey, Conversation, Message, NewMessage, UsageRecord};
+use crate::domain::{ApiKey, Conversation, Message, NewMessage, StoredFile, UsageRecord};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -145,6 +150,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records when a key was last seen (at most once per cache period per instance).
     async fn touch_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<(), StoreError>;
+
+    async fn insert_file(&self, file: &StoredFile) -> Result<(), StoreError>;
+
+    /// A file by id, unless deleted.
+    async fn get_file(&self, id: Uuid) -> Result<Option<StoredFile>, StoreError>;
+
+    /// An owner's live files, newest first; `before` is the cursor.
+    async fn list_files(
+        &self,
+        owner: &str,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<StoredFile>, StoreError>;
+
+    /// Marks a file deleted; true when this call did.
+    async fn delete_file(&self, id: Uuid, at: OffsetDateTime) -> Result<bool, StoreError>;
 
     /// Deletes everything an owner has: the only path allowed to delete messages.
     async fn purge_owner(&self, owner: &str) -> Result<PurgeReport, StoreError>;

@@ -8,7 +8,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{StoreError, parse_column};
-use crate::domain::{ApiKey, Conversation, Message, MessageRole, MessageStatus, Role, UsageRecord};
+use crate::domain::{
+    ApiKey, Conversation, Message, MessageRole, MessageStatus, Role, StoredFile, UsageRecord,
+};
 
 /// A Rust type a column decodes into, on database `DB`.
 pub(super) trait Column<'r, DB: Database>: Decode<'r, DB> + Type<DB> {}
@@ -118,5 +120,27 @@ where
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
         revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+pub(super) fn file<'r, R>(row: &'r R) -> Result<StoredFile, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    Uuid: Column<'r, R::Database>,
+    String: Column<'r, R::Database>,
+    i64: Column<'r, R::Database>,
+    OffsetDateTime: Column<'r, R::Database>,
+{
+    Ok(StoredFile {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        display_name: row.try_get("display_name")?,
+        mime: row.try_get("mime")?,
+        size: row.try_get("size")?,
+        sha256: row.try_get("sha256")?,
+        storage_key: row.try_get("storage_key")?,
+        created_at: row.try_get("created_at")?,
+        deleted_at: row.try_get("deleted_at")?,
     })
 }

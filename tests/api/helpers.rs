@@ -179,6 +179,7 @@ pub fn test_config(db_url: &str, overrides: &[(&str, &str)]) -> Config {
         ("COLLOQUY_RATE_LIMIT__REDIS_PREFIX", prefix.as_str()),
         ("COLLOQUY_RATE_LIMIT__ANONYMOUS__CAPACITY", "1000"),
         ("COLLOQUY_RATE_LIMIT__READ__CAPACITY", "1000"),
+        ("COLLOQUY_RATE_LIMIT__UPLOAD__CAPACITY", "1000"),
     ];
     // Later entries win: a test's overrides replace the defaults above.
     env.retain(|(k, _)| !overrides.iter().any(|(o, _)| o == k));
@@ -320,6 +321,124 @@ macro_rules! on_both_backends {
                 async fn postgres() {
                     super::$name($crate::helpers::Backend::Postgres).await
                 }
+            }
+        )*
+    };
+}
+
+/// An S3-compatible server for the suite: moto's, started once per test binary on a free
+/// port (and told to exit by itself after a while, so no run leaves it behind). None
+/// outside CI when moto is not installed; under CI=true its absence fails.
+pub async fn s3_endpoint() -> Option<String> {
+    static ENDPOINT: tokio::sync::OnceCell<Option<String>> = tokio::sync::OnceCell::const_new();
+    ENDPOINT
+        .get_or_init(|| async {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .ok()?;
+            let spawned = std::process::Command::new("timeout")
+                .args([
+                    "1800",
+                    "moto_server",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            if let Err(e) = spawned {
+                if in_ci() {
+                    panic!("CI=true and moto_server could not start: {e}");
+                }
+                eprintln!("SKIPPED: S3 tests need moto (pip install 'moto[server]'): {e}");
+                return None;
+            }
+            for _ in 0..100 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    return Some(format!("http://127.0.0.1:{port}"));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            if in_ci() {
+                panic!("CI=true and moto_server did not come up (pip install 'moto[server]')");
+            }
+            eprintln!("SKIPPED: moto_server did not come up; pip install 'moto[server]'");
+            None
+        })
+        .await
+        .clone()
+}
+
+/// Where files live in a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    Local,
+    S3,
+}
+
+/// The config overrides for a fresh, empty file store of that kind: a temp directory, or a
+/// new bucket on the suite's S3 server. None when S3 is unavailable outside CI.
+pub async fn storage_overrides(
+    storage: Storage,
+    dir: &std::path::Path,
+) -> Option<Vec<(String, String)>> {
+    match storage {
+        Storage::Local => Some(vec![
+            ("COLLOQUY_FILES__BACKEND".into(), "local".into()),
+            (
+                "COLLOQUY_FILES__LOCAL_DIR".into(),
+                dir.display().to_string(),
+            ),
+        ]),
+        Storage::S3 => {
+            let endpoint = s3_endpoint().await?;
+            let bucket = format!("test-{}", Uuid::new_v4().simple());
+            let created = client()
+                .put(format!("{endpoint}/{bucket}"))
+                .send()
+                .await
+                .expect("create bucket");
+            assert!(
+                created.status().is_success(),
+                "create bucket: {}",
+                created.status()
+            );
+            Some(vec![
+                ("COLLOQUY_FILES__BACKEND".into(), "s3".into()),
+                ("COLLOQUY_FILES__S3_BUCKET".into(), bucket),
+                ("COLLOQUY_FILES__S3_ENDPOINT".into(), endpoint),
+                ("COLLOQUY_FILES__S3_ALLOW_HTTP".into(), "true".into()),
+                ("COLLOQUY_FILES__S3_ACCESS_KEY_ID".into(), "testing".into()),
+                (
+                    "COLLOQUY_FILES__S3_SECRET_ACCESS_KEY".into(),
+                    "testing".into(),
+                ),
+            ])
+        }
+    }
+}
+
+/// Generates `NAME::{sqlite,postgres}_{local,s3}` tests from `async fn NAME(backend, storage)`.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use $crate::helpers::{Backend, Storage};
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite_local() { super::$name(Backend::Sqlite, Storage::Local).await }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite_s3() { super::$name(Backend::Sqlite, Storage::S3).await }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres_local() { super::$name(Backend::Postgres, Storage::Local).await }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres_s3() { super::$name(Backend::Postgres, Storage::S3).await }
             }
         )*
     };

@@ -11,6 +11,7 @@ mod config;
 mod conversations;
 mod errors;
 mod fakes;
+mod files;
 mod frame;
 mod health;
 mod openapi;

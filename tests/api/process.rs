@@ -6,6 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
 const BIN: &str = env!("CARGO_BIN_EXE_colloquy");
 
 struct Server {
@@ -265,4 +268,103 @@ async fn healthcheck_and_migrate_commands() {
         dir.path().join("m/c.db").exists(),
         "migrate creates the database and its folder"
     );
+}
+
+/// Peak resident memory of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_50_mb_upload_and_download_do_not_grow_the_server_by_the_file_size() {
+    let files = tempfile::tempdir().unwrap();
+    let dir = files.path().display().to_string();
+    let mut server = start(&[
+        // Quiet, but the start-up lines (with the address) still come.
+        ("RUST_LOG", "warn,colloquy::server=info"),
+        ("COLLOQUY_FILES__LOCAL_DIR", &dir),
+        ("COLLOQUY_FILES__MAX_UPLOAD_BYTES", "67108864"),
+        ("COLLOQUY_TELEMETRY__FORMAT", "json"),
+    ]);
+    let base = format!("http://{}", server.address);
+    colloquy::tls::ensure_crypto_provider();
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let before = peak_rss_kib(server.child.id());
+
+    // 50 MiB of text, generated as it is sent: the client does not hold it either.
+    const SIZE: usize = 50 << 20;
+    const CHUNK: usize = 64 << 10;
+    let boundary = "memory-test-boundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"big.txt\"\r\nContent-Type: text/plain\r\n\r\n"
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let line = b"0123456789abcdef".repeat(CHUNK / 16);
+    let mut expected = Sha256::new();
+    for _ in 0..SIZE / CHUNK {
+        expected.update(&line);
+    }
+    let expected = hex::encode(expected.finalize());
+    let body = futures_util::stream::iter(
+        std::iter::once(head.into_bytes())
+            .chain((0..SIZE / CHUNK).map(move |_| line.clone()))
+            .chain(std::iter::once(tail.into_bytes()))
+            .map(Ok::<_, std::io::Error>),
+    );
+    let response = client
+        .post(format!("{base}/v1/files"))
+        .bearer_auth(token())
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let uploaded: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(uploaded["data"][0]["size"], SIZE);
+    assert_eq!(uploaded["data"][0]["sha256"], expected.as_str());
+    let id = uploaded["data"][0]["id"].as_str().unwrap();
+
+    // Download it, hashing as it streams.
+    let mut download = client
+        .get(format!("{base}/v1/files/{id}/content"))
+        .bearer_auth(token())
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    let mut got = Sha256::new();
+    let mut size = 0;
+    while let Some(chunk) = download.next().await {
+        let chunk = chunk.unwrap();
+        size += chunk.len();
+        got.update(&chunk);
+    }
+    assert_eq!(size, SIZE);
+    assert_eq!(hex::encode(got.finalize()), expected, "byte-identical");
+
+    let grown_mib = peak_rss_kib(server.child.id()).saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 25,
+        "the server's peak memory grew by {grown_mib} MiB for a 50 MiB file"
+    );
+    sigterm(&server.child);
+    let _ = tokio::task::spawn_blocking(move || server.child.wait()).await;
 }

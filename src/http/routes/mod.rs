@@ -2,4 +2,5 @@
 
 pub mod api_keys;
 pub mod conversations;
+pub mod files;
 pub mod health;
