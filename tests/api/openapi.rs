@@ -145,6 +145,12 @@ async fn openapi_is_valid_matches_snapshot_and_router() {
         "POST /v1/api-keys",
         "GET /v1/api-keys",
         "DELETE /v1/api-keys/{id}",
+        "POST /v1/files",
+        "GET /v1/files",
+        "GET /v1/files/{id}",
+        "DELETE /v1/files/{id}",
+        "GET /v1/files/{id}/content",
+        "GET /v1/files/{id}/text",
     ]
     .into_iter()
     .map(str::to_owned)
