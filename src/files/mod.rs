@@ -21,6 +21,8 @@ use crate::domain::{Principal, Role, StoredFile, new_id};
 use crate::store::{Store, StoreError};
 use sniff::{Kind, Utf8Check};
 
+/// Documents larger than this are not parsed for text (a parser holds the whole file).
+const MAX_EXTRACT_BYTES: u64 = 32 << 20;
 /// Bytes read before judging the content's type.
 const SNIFF_BYTES: usize = 8192;
 /// Upload parts in flight at once (each up to object_store's 5 MiB chunk): bounds memory.
@@ -215,8 +217,6 @@ impl Files {
             }
             return Err(e);
         }
-        writer.finish().await?;
-
         let file = StoredFile {
             id,
             owner: principal.user_id.clone(),
@@ -228,11 +228,20 @@ impl Files {
             created_at: now_utc(),
             deleted_at: None,
         };
-        if let Err(e) = self.store.insert_file(&file).await {
-            // No row, no bytes.
-            let _ = self.objects.delete(&path).await;
-            return Err(e.into());
-        }
+        // Completing the upload and writing its row run to the end even if this request is
+        // cancelled now, so bytes never outlive a missing row (or the other way round).
+        let (store, objects, row) = (self.store.clone(), self.objects.clone(), file.clone());
+        let committed = tokio::spawn(async move {
+            writer.finish().await?;
+            if let Err(e) = store.insert_file(&row).await {
+                let _ = objects.delete(&path).await;
+                return Err(FileError::from(e));
+            }
+            Ok(())
+        });
+        committed
+            .await
+            .map_err(|e| FileError::Storage(e.to_string()))??;
         Ok(file)
     }
 
@@ -341,18 +350,52 @@ impl Files {
                 .map_or((b'0', &[][..]), |(f, t)| (*f, t));
             return Ok((String::from_utf8_lossy(text).into_owned(), flag == b'1'));
         }
-        let bytes = self
-            .objects
-            .get(&ObjectPath::from(file.storage_key.as_str()))
-            .await?
-            .bytes()
-            .await?;
+        let source = ObjectPath::from(file.storage_key.as_str());
         let budget = self.text_budget;
+        let bytes = if kind.is_text() {
+            // Text needs no more than four bytes a character of the budget.
+            let want = (budget as u64)
+                .saturating_mul(4)
+                .saturating_add(4)
+                .min(file.size as u64);
+            let options = GetOptions {
+                range: Some(GetRange::Bounded(0..want)),
+                ..GetOptions::default()
+            };
+            let mut bytes = self
+                .objects
+                .get_opts(&source, options)
+                .await?
+                .bytes()
+                .await?
+                .to_vec();
+            // A range may end inside a character: keep whole characters only.
+            let valid = match std::str::from_utf8(&bytes) {
+                Ok(_) => bytes.len(),
+                Err(e) => e.valid_up_to(),
+            };
+            bytes.truncate(valid);
+            bytes
+        } else if file.size as u64 > MAX_EXTRACT_BYTES {
+            return Err(FileError::UnsupportedType(format!(
+                "text is extracted from documents up to {} MiB",
+                MAX_EXTRACT_BYTES >> 20
+            )));
+        } else {
+            self.objects.get(&source).await?.bytes().await?.to_vec()
+        };
         let (text, cut) =
             tokio::task::spawn_blocking(move || extract::extract(kind, &bytes, budget))
                 .await
-                .map_err(|e| FileError::Storage(e.to_string()))?
+                // A panicking parser is a file we cannot read, not an outage.
+                .map_err(|_| {
+                    FileError::UnsupportedType("the file's text could not be read".into())
+                })?
                 .map_err(|e| FileError::UnsupportedType(e.to_string()))?;
+        let cut = cut
+            || (kind.is_text()
+                && (text.len() as i64) < file.size
+                && text.chars().count() >= budget);
         let mut cached = Vec::with_capacity(text.len() + 1);
         cached.push(if cut { b'1' } else { b'0' });
         cached.extend_from_slice(text.as_bytes());

@@ -12,7 +12,13 @@ pub fn clean(raw: Option<&str>, kind: Kind) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
     let mut name: String = last
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || is_invisible(c) {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect::<String>()
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -37,6 +43,15 @@ pub fn clean(raw: Option<&str>, kind: Kind) -> String {
         name = format!("file.{}", kind.extension());
     }
     name
+}
+
+/// Format characters that reorder or hide text (`invoice\u{202E}fdp.exe` shows as
+/// `invoiceexe.pdf`): bidi controls, zero-width characters, line and paragraph separators.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}'
+    )
 }
 
 /// `attachment; filename="ascii"; filename*=UTF-8''percent-encoded` (RFC 6266 / 8187).
@@ -77,6 +92,8 @@ mod tests {
             (Some("   "), "file.pdf"),
             (None, "file.pdf"),
             (Some("Ünïcödé résumé.pdf"), "Ünïcödé résumé.pdf"),
+            (Some("invoice\u{202E}fdp.exe"), "invoice fdp.exe"),
+            (Some("zero\u{200B}width.txt"), "zero width.txt"),
         ];
         for (raw, want) in cases {
             assert_eq!(clean(raw, Kind::Pdf), want, "{raw:?}");

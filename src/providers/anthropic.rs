@@ -23,6 +23,7 @@ pub struct AnthropicProvider {
     base_url: String,
     client: reqwest::Client,
     read_timeout: Duration,
+    request_timeout: Duration,
 }
 
 impl AnthropicProvider {
@@ -49,6 +50,7 @@ impl AnthropicProvider {
             base_url: base_url.trim_end_matches('/').to_owned(),
             client,
             read_timeout: timeouts.read,
+            request_timeout: timeouts.request,
         })
     }
 
@@ -129,9 +131,7 @@ fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> ProviderE
         .unwrap_or("")
         .to_ascii_lowercase();
     match (status, kind) {
-        (400 | 413, _) if message.contains("prompt is too long") || message.contains("context") => {
-            ProviderError::ContextLength
-        }
+        (400 | 413, _) if message.contains("prompt is too long") => ProviderError::ContextLength,
         (401 | 403, _) | (_, "authentication_error" | "permission_error") => ProviderError::Auth,
         (429, _) | (_, "rate_limit_error") => ProviderError::RateLimited { retry_after },
         (529, _) | (_, "overloaded_error") => ProviderError::Unavailable("overloaded".into()),
@@ -169,11 +169,13 @@ impl Provider for AnthropicProvider {
 
     async fn send(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let response = self
-            .post(&Self::body(request, false), Some(self.read_timeout))
+            .post(&Self::body(request, false), Some(self.request_timeout))
             .await?;
-        let bytes = response.bytes().await.map_err(|e| sse::transport(&e))?;
-        let message: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ProviderError::Protocol(format!("message: {e}")))?;
+        let bytes = response.bytes().await.map_err(|e| sse::broken_body(&e))?;
+        let message: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            tracing::warn!(error = %e, "unreadable message");
+            ProviderError::Protocol("unreadable message".into())
+        })?;
         let content: String = message["content"]
             .as_array()
             .into_iter()

@@ -8,9 +8,16 @@ use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
-    HalfOpen { trial_running: bool },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// `trial_since`: when the one trial call began, if one is running.
+    HalfOpen {
+        trial_since: Option<Instant>,
+    },
 }
 
 pub struct Breaker {
@@ -37,19 +44,19 @@ impl Breaker {
             State::Closed { .. } => true,
             State::Open { until } if Instant::now() >= until => {
                 *state = State::HalfOpen {
-                    trial_running: true,
+                    trial_since: Some(Instant::now()),
                 };
                 true
             }
             State::Open { .. } => false,
+            // A trial whose outcome never came back (its caller was cancelled) does not hold
+            // the circuit half-open forever: after a cooldown another trial may go.
             State::HalfOpen {
-                trial_running: true,
-            } => false,
-            State::HalfOpen {
-                trial_running: false,
-            } => {
+                trial_since: Some(since),
+            } if since.elapsed() < self.cooldown => false,
+            State::HalfOpen { .. } => {
                 *state = State::HalfOpen {
-                    trial_running: true,
+                    trial_since: Some(Instant::now()),
                 };
                 true
             }
@@ -97,14 +104,14 @@ impl Breaker {
     /// (the request itself was bad), so the next call can try.
     pub fn release(&self) {
         if let Ok(mut state) = self.state.lock()
-            && *state
-                == (State::HalfOpen {
-                    trial_running: true,
-                })
+            && matches!(
+                *state,
+                State::HalfOpen {
+                    trial_since: Some(_)
+                }
+            )
         {
-            *state = State::HalfOpen {
-                trial_running: false,
-            };
+            *state = State::HalfOpen { trial_since: None };
         }
     }
 
@@ -144,5 +151,19 @@ mod tests {
         assert!(b.allow());
         assert!(b.failure());
         assert!(!b.allow());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_trial_does_not_hold_the_circuit_forever() {
+        let b = Breaker::new(1, Duration::from_secs(10));
+        b.failure();
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(b.allow(), "the trial starts");
+        // Its caller is cancelled: no success, failure or release ever comes.
+        assert!(!b.allow());
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(b.allow(), "another trial after a cooldown");
+        b.release();
+        assert!(b.allow(), "a released trial frees the slot at once");
     }
 }

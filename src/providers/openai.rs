@@ -20,6 +20,7 @@ pub struct OpenAiProvider {
     base_url: String,
     client: reqwest::Client,
     read_timeout: Duration,
+    request_timeout: Duration,
 }
 
 impl OpenAiProvider {
@@ -56,6 +57,7 @@ impl OpenAiProvider {
             base_url: base_url.trim_end_matches('/').to_owned(),
             client,
             read_timeout: timeouts.read,
+            request_timeout: timeouts.request,
         })
     }
 
@@ -91,7 +93,14 @@ impl OpenAiProvider {
             body["temperature"] = json!(t);
         }
         if let Some(n) = request.max_tokens {
-            body["max_tokens"] = json!(n);
+            // OpenAI's reasoning models refuse `max_tokens`; everything compatible takes it.
+            let m = request.model.to_ascii_lowercase();
+            let reasoning = ["o1", "o3", "o4", "gpt-5"].iter().any(|p| m.starts_with(p));
+            body[if reasoning {
+                "max_completion_tokens"
+            } else {
+                "max_tokens"
+            }] = json!(n);
         }
         if !request.stop.is_empty() {
             body["stop"] = json!(request.stop);
@@ -229,11 +238,13 @@ impl Provider for OpenAiProvider {
 
     async fn send(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let response = self
-            .post(&self.body(request, false), Some(self.read_timeout))
+            .post(&self.body(request, false), Some(self.request_timeout))
             .await?;
-        let bytes = response.bytes().await.map_err(|e| sse::transport(&e))?;
-        let completion: Completion = serde_json::from_slice(&bytes)
-            .map_err(|e| ProviderError::Protocol(format!("completion: {e}")))?;
+        let bytes = response.bytes().await.map_err(|e| sse::broken_body(&e))?;
+        let completion: Completion = serde_json::from_slice(&bytes).map_err(|e| {
+            tracing::warn!(error = %e, "unreadable completion");
+            ProviderError::Protocol("unreadable completion".into())
+        })?;
         let choice = completion.choices.into_iter().next();
         let finish_reason = choice
             .as_ref()
@@ -267,7 +278,12 @@ impl Provider for OpenAiProvider {
                         vec![Err(classify(500, &event.data, None))]
                     }
                     Ok(v) => match serde_json::from_value::<Completion>(v) {
-                        Err(e) => vec![Err(ProviderError::Protocol(format!("bad chunk: {e}")))],
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable stream chunk");
+                            vec![Err(ProviderError::Protocol(
+                                "unreadable stream chunk".into(),
+                            ))]
+                        }
                         Ok(chunk) => {
                             let mut out = Vec::new();
                             for choice in chunk.choices {

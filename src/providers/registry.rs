@@ -211,13 +211,18 @@ impl Registry {
             .build()
     }
 
-    /// The wait before a retry: the backoff, or the provider's retry-after if longer (capped).
-    fn wait(&self, error: &ProviderError, backoff: Duration) -> Duration {
+    /// The wait before a retry: the backoff, or the provider's retry-after if longer. None
+    /// when the provider asks for longer than we may wait, so the caller falls back instead.
+    fn wait(&self, error: &ProviderError, backoff: Duration) -> Option<Duration> {
         match error {
+            // Longer than we may wait: retrying early would only earn another 429.
             ProviderError::RateLimited {
                 retry_after: Some(after),
-            } => (*after).max(backoff).min(self.retry_max_wait),
-            _ => backoff,
+            } if *after > self.retry_max_wait => None,
+            ProviderError::RateLimited {
+                retry_after: Some(after),
+            } => Some((*after).max(backoff)),
+            _ => Some(backoff),
         }
     }
 
@@ -283,9 +288,9 @@ impl Registry {
                     Err(error) => {
                         self.record_failure(&entry, &error);
                         if error.retryable()
-                            && let Some(delay) = backoff.next()
+                            && let Some(delay) = backoff.next().and_then(|d| self.wait(&error, d))
                         {
-                            tokio::time::sleep(self.wait(&error, delay)).await;
+                            tokio::time::sleep(delay).await;
                             continue;
                         }
                         last = failure(error, &entry, model_id, started, attempts);
@@ -365,9 +370,9 @@ impl Registry {
                     Err(error) => {
                         self.record_failure(&entry, &error);
                         if error.retryable()
-                            && let Some(delay) = backoff.next()
+                            && let Some(delay) = backoff.next().and_then(|d| self.wait(&error, d))
                         {
-                            tokio::time::sleep(self.wait(&error, delay)).await;
+                            tokio::time::sleep(delay).await;
                             continue;
                         }
                         last = failure(error, &entry, model_id, started, attempts);

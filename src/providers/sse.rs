@@ -34,6 +34,7 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite())
     {
         return Some(Duration::from_secs_f64((ms / 1000.0).clamp(0.0, 3600.0)));
     }
@@ -41,6 +42,7 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite())
         .map(|s| Duration::from_secs_f64(s.clamp(0.0, 3600.0)))
 }
 
@@ -58,9 +60,26 @@ pub fn transport(e: &reqwest::Error) -> ProviderError {
     }
 }
 
-/// Reads an error body for the logs, bounded.
+/// Reads at most 4 KiB of an error body, for the logs and for classifying it.
 pub async fn error_body(response: reqwest::Response) -> String {
-    let mut body = response.text().await.unwrap_or_default();
-    body.truncate(2000);
-    body
+    let mut stream = response.bytes_stream();
+    let mut bytes = Vec::new();
+    while bytes.len() < 4096 {
+        match stream.next().await {
+            Some(Ok(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(4096);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A body that broke after the provider answered 200: it has already generated (and
+/// billed) the answer, so this is not retried, unlike a connection that never got through.
+pub fn broken_body(e: &reqwest::Error) -> ProviderError {
+    if e.is_timeout() {
+        ProviderError::Timeout
+    } else {
+        ProviderError::Protocol("the answer broke off".into())
+    }
 }

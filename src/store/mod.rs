@@ -164,6 +164,9 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<StoredFile>, StoreError>;
 
+    /// Removes a file's row for good (undoing a failed upload).
+    async fn remove_file(&self, id: Uuid) -> Result<(), StoreError>;
+
     /// Marks a file deleted; true when this call did.
     async fn delete_file(&self, id: Uuid, at: OffsetDateTime) -> Result<bool, StoreError>;
 

@@ -291,6 +291,14 @@ impl Store for PostgresStore {
         rows.iter().map(rows::file).collect()
     }
 
+    async fn remove_file(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM files WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn delete_file(&self, id: Uuid, at: OffsetDateTime) -> Result<bool, StoreError> {
         let done =
             sqlx::query("UPDATE files SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL")

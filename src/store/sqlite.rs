@@ -340,6 +340,14 @@ impl Store for SqliteStore {
         rows.iter().map(rows::file).collect()
     }
 
+    async fn remove_file(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM files WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn delete_file(&self, id: Uuid, at: OffsetDateTime) -> Result<bool, StoreError> {
         let done =
             sqlx::query("UPDATE files SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")

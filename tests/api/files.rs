@@ -434,13 +434,35 @@ async fn names_concurrency_and_ownership(backend: Backend, storage: Storage) {
             .send()
             .await
             .unwrap();
-        assert!(
-            axum::http::HeaderValue::from_bytes(
-                response.headers()["content-disposition"].as_bytes()
-            )
-            .is_ok()
+        // The header carries the cleaned name, ASCII-safe and RFC 8187-encoded.
+        let disposition = response.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            disposition,
+            colloquy::files::names::content_disposition(shown),
+            "{raw}"
         );
     }
+    let response = upload(
+        &app,
+        &alice,
+        &[(Some("naïve résumé.txt"), Some("text/plain"), b"x")],
+    )
+    .await;
+    let body: Value = response.json().await.unwrap();
+    let id = body["data"][0]["id"].as_str().unwrap();
+    let response = app
+        .get(&format!("/v1/files/{id}/content"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-disposition"],
+        "attachment; filename=\"na_ve r_sum_.txt\"; filename*=UTF-8''na%C3%AFve%20r%C3%A9sum%C3%A9.txt"
+    );
 
     // Concurrent uploads all land, each once.
     let uploads = (0..6).map(|n| {
@@ -468,7 +490,7 @@ async fn names_concurrency_and_ownership(backend: Backend, storage: Storage) {
         .json()
         .await
         .unwrap();
-    assert_eq!(list["data"].as_array().unwrap().len(), 10);
+    assert_eq!(list["data"].as_array().unwrap().len(), 11);
 
     // Another user sees none of it: 404, never 403.
     let id = list["data"][0]["id"].as_str().unwrap();

@@ -113,14 +113,18 @@ pub async fn upload(
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     let max_files = state.config.files.max_files_per_upload;
-    let mut saved = Vec::new();
+    // If this request is cancelled (client gone, deadline) the guard undoes what was saved.
+    let mut saved = Undo {
+        files: state.files.clone(),
+        saved: Vec::new(),
+    };
     let outcome: Result<(), ApiError> = async {
         while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
             if field.file_name().is_none() {
                 // A plain form field: not a file, nothing to store.
                 continue;
             }
-            if saved.len() == max_files {
+            if saved.saved.len() == max_files {
                 return Err(ApiError::invalid_field(
                     "files",
                     format!("At most {max_files} files per upload."),
@@ -132,9 +136,9 @@ pub async fn upload(
                 .files
                 .save(&principal, name.as_deref(), content_type.as_deref(), field)
                 .await?;
-            saved.push(file);
+            saved.saved.push(file);
         }
-        if saved.is_empty() {
+        if saved.saved.is_empty() {
             return Err(ApiError::invalid_field(
                 "files",
                 "Send at least one file part (with a filename).",
@@ -144,7 +148,8 @@ pub async fn upload(
     }
     .await;
     if let Err(e) = outcome {
-        state.files.undo(&saved).await;
+        let files = std::mem::take(&mut saved.saved);
+        state.files.undo(&files).await;
         // Read (and discard) what the client is still sending, within bounds, so it gets
         // this answer instead of a reset connection.
         let drain = async { while let Ok(Some(_field)) = multipart.next_field().await {} };
@@ -154,9 +159,30 @@ pub async fn upload(
     Ok((
         StatusCode::CREATED,
         ApiJson(Uploaded {
-            data: saved.into_iter().map(FileView::from).collect(),
+            data: std::mem::take(&mut saved.saved)
+                .into_iter()
+                .map(FileView::from)
+                .collect(),
         }),
     ))
+}
+
+/// Files saved by an upload that has not finished: removed if the request is dropped.
+struct Undo {
+    files: std::sync::Arc<crate::files::Files>,
+    saved: Vec<StoredFile>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if self.saved.is_empty() {
+            return;
+        }
+        let (files, saved) = (self.files.clone(), std::mem::take(&mut self.saved));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { files.undo(&saved).await });
+        }
+    }
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {

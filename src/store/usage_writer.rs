@@ -1,0 +1,133 @@
+//! The usage writer: request handlers hand finished usage rows to a bounded queue; one task
+//! writes them in batches (by row count or interval) with one multi-row INSERT. A full queue
+//! makes senders wait (backpressure) instead of dropping rows; a failed write is retried;
+//! on shutdown everything queued is written before the task ends.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::Store;
+use crate::domain::UsageRecord;
+
+#[derive(Clone)]
+pub struct UsageWriter {
+    tx: mpsc::Sender<UsageRecord>,
+    depth: Arc<AtomicUsize>,
+    task: Arc<Mutex<Option<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>>>,
+}
+
+impl UsageWriter {
+    /// Starts the writer task.
+    pub fn spawn(store: Arc<dyn Store>, capacity: usize, batch_rows: usize, flush_every: Duration) -> Self {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let depth = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(run(store, rx, stop_rx, depth.clone(), batch_rows.max(1), flush_every));
+        Self {
+            tx,
+            depth,
+            task: Arc::new(Mutex::new(Some((task, stop_tx)))),
+        }
+    }
+
+    /// Queues a row; waits while the queue is full.
+    pub async fn record(&self, row: UsageRecord) {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.tx.send(row).await {
+            // Only after shutdown finished: nothing may be accounted any more. Say so loudly.
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!(request_id = %e.0.request_id, "usage row arrived after the writer stopped; it is logged here instead");
+        }
+    }
+
+    /// Rows queued and not yet written (for metrics).
+    pub fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Writes everything queued, then stops. Call once nothing will record any more.
+    pub async fn shutdown(&self) {
+        let Some((task, stop)) = self.task.lock().await.take() else { return };
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+}
+
+async fn run(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<UsageRecord>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+    depth: Arc<AtomicUsize>,
+    batch_rows: usize,
+    flush_every: Duration,
+) {
+    let mut batch: Vec<UsageRecord> = Vec::with_capacity(batch_rows);
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            row = rx.recv() => match row {
+                Some(row) => {
+                    batch.push(row);
+                    deadline.get_or_insert_with(|| Instant::now() + flush_every);
+                    if batch.len() >= batch_rows {
+                        flush(store.as_ref(), &mut batch, &depth).await;
+                        deadline = None;
+                    }
+                }
+                None => break,
+            },
+            () = timer => {
+                flush(store.as_ref(), &mut batch, &depth).await;
+                deadline = None;
+            }
+            _ = &mut stop => break,
+        }
+    }
+    // Drain: no sender may add more once shutdown was asked for.
+    rx.close();
+    while let Some(row) = rx.recv().await {
+        batch.push(row);
+        if batch.len() >= batch_rows {
+            flush(store.as_ref(), &mut batch, &depth).await;
+        }
+    }
+    flush(store.as_ref(), &mut batch, &depth).await;
+}
+
+/// Writes a batch, retrying with backoff; after the last try the rows are logged in full so
+/// they can be replayed, never silently lost.
+async fn flush(store: &dyn Store, batch: &mut Vec<UsageRecord>, depth: &AtomicUsize) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut wait = Duration::from_millis(100);
+    for attempt in 1..=8 {
+        match store.insert_usage(batch).await {
+            Ok(()) => {
+                depth.fetch_sub(batch.len(), Ordering::Relaxed);
+                batch.clear();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, rows = batch.len(), attempt, "usage write failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    for row in batch.drain(..) {
+        tracing::error!(usage = ?row, "usage row could not be written");
+        depth.fetch_sub(1, Ordering::Relaxed);
+    }
+}
