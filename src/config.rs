@@ -53,6 +53,7 @@ pub struct Config {
     pub security: SecurityConfig,
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
+    pub chat: ChatConfig,
     pub files: FilesConfig,
     pub providers: ProvidersConfig,
     pub telemetry: TelemetryConfig,
@@ -128,6 +129,21 @@ pub struct AuthConfig {
     pub public_key_pem_file: String,
     pub public_key_algorithm: String,
     pub api_key_cache_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatConfig {
+    pub max_message_chars: usize,
+    pub max_history_messages: usize,
+    pub context_budget_tokens: u64,
+    pub attachment_budget_chars: usize,
+    pub max_image_bytes: u64,
+    pub max_generation_secs: u64,
+    pub keepalive_secs: u64,
+    pub usage_queue: usize,
+    pub usage_batch_rows: usize,
+    pub usage_flush_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -587,6 +603,18 @@ impl Config {
         self.validate_rate_limit()?;
         self.validate_providers()?;
         self.validate_files()?;
+        let c = &self.chat;
+        if c.max_message_chars == 0
+            || c.max_generation_secs == 0
+            || c.usage_queue == 0
+            || c.usage_batch_rows == 0
+            || c.keepalive_secs == 0
+        {
+            return Err(ConfigError::new(
+                "chat",
+                "max_message_chars, max_generation_secs, keepalive_secs, usage_queue and usage_batch_rows must be at least 1",
+            ));
+        }
         if self.is_production()
             && kind == DatabaseKind::Sqlite
             && !self.database.allow_sqlite_in_production

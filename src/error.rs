@@ -50,7 +50,7 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     (
         "unsupported_media_type",
         415,
-        "The body must be sent as application/json.",
+        "The body's type is not accepted: JSON where JSON is expected; for files, a type on the allow-list whose content agrees.",
     ),
     (
         "rate_limited",
@@ -77,6 +77,63 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "timeout",
         504,
         "The server did not finish within its deadline.",
+    ),
+    (
+        "specialist_not_found",
+        404,
+        "No such specialist, or not one you may use.",
+    ),
+    (
+        "range_not_satisfiable",
+        416,
+        "The requested byte range is outside the file; see Content-Range.",
+    ),
+    (
+        "attachment_not_supported",
+        422,
+        "An attached file cannot go to this specialist's model (an image to a text-only model, or a file without text).",
+    ),
+    (
+        "context_length_exceeded",
+        422,
+        "The prompt is longer than the model's context.",
+    ),
+    ("content_filtered", 422, "The provider refused the content."),
+    (
+        "upstream_error",
+        502,
+        "The model's provider refused or garbled the call.",
+    ),
+    (
+        "upstream_unavailable",
+        503,
+        "The model's provider cannot be reached (its circuit may be open).",
+    ),
+    (
+        "upstream_rate_limited",
+        503,
+        "The model's provider is rate limiting this server.",
+    ),
+    (
+        "provider_not_configured",
+        503,
+        "The specialist's model names a provider this server does not have.",
+    ),
+    (
+        "storage_unavailable",
+        503,
+        "File storage cannot be reached right now.",
+    ),
+    (
+        "rate_limiter_unavailable",
+        503,
+        "The shared rate limiter (Redis) is unreachable and the server is configured to fail closed.",
+    ),
+    ("upstream_timeout", 504, "The model did not answer in time."),
+    (
+        "cut",
+        504,
+        "The answer was stopped at the generation time limit or by shutdown; what was generated is stored.",
     ),
 ];
 

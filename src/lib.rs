@@ -7,7 +7,7 @@
 //! - `http`: routes, layers, extractors; the only module that knows axum (with `error`).
 //! - `error`: `ApiError`, the one place an error becomes an HTTP status and envelope.
 //! - `state`: `AppState`, the services handlers reach.
-//! - `conversations`, `api_keys`, `files`, `readiness`: services.
+//! - `chat`, `conversations`, `api_keys`, `files`, `readiness`: services.
 //! - `auth`: credential verification, no HTTP.
 //! - `ratelimit`: token buckets in memory or Redis, no HTTP.
 //! - `providers`: LLM backends behind one trait, and the registry that routes, retries and prices.
@@ -20,6 +20,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod conversations;

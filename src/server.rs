@@ -101,21 +101,22 @@ pub async fn serve(
             server.abort();
         }
     }
-    // Background tasks and the pool get what is left of the grace period (at least a
-    // second, to flush accounting), so a hung request cannot hold the process forever.
-    let left = grace
-        .saturating_sub(started.elapsed())
-        .max(std::time::Duration::from_secs(1));
-    if !state.background.shutdown(left).await {
+    // Generations get what is left of the grace period, then are cut (and still stored and
+    // accounted); then every queued usage row is written; then background tasks; then the
+    // pool. Each step is bounded, so a hung request cannot hold the process forever.
+    let left = |floor: u64| {
+        grace
+            .saturating_sub(started.elapsed())
+            .max(std::time::Duration::from_secs(floor))
+    };
+    state.chat.shutdown(left(1)).await;
+    if !state.background.shutdown(left(1)).await {
         tracing::warn!(
             running = state.background.running(),
             "background tasks still running at the deadline"
         );
     }
-    let left = grace
-        .saturating_sub(started.elapsed())
-        .max(std::time::Duration::from_secs(1));
-    if tokio::time::timeout(left, state.store.close())
+    if tokio::time::timeout(left(1), state.store.close())
         .await
         .is_err()
     {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::auth::{Authenticator, KeySetupError};
+use crate::chat::{ChatService, Specialists};
 use crate::config::Config;
 use crate::files::Files;
 use crate::providers::Registry;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub redis: Option<redis::Client>,
     /// Credentials (JWTs, API keys) into principals.
     pub auth: Arc<Authenticator>,
+    /// The chat service: specialists, detached generations, the usage writer.
+    pub chat: Arc<ChatService>,
     /// Uploaded files: metadata in the store, bytes in object storage.
     pub files: Arc<Files>,
     /// LLM providers by name, with retries, circuit breakers and pricing.
@@ -42,6 +45,8 @@ pub enum StateError {
     Providers(#[from] RegistryError),
     #[error("{0}")]
     Files(String),
+    #[error(transparent)]
+    Specialists(#[from] crate::chat::specialists::SpecialistsError),
 }
 
 impl AppState {
@@ -58,7 +63,16 @@ impl AppState {
             &config.config_dir,
         )?);
         let files = Arc::new(Files::new(&config.files, store.clone()).map_err(StateError::Files)?);
+        let specialists = Specialists::load(&config.config_dir, &config.providers.default_model)?;
+        let chat = Arc::new(ChatService::new(
+            store.clone(),
+            providers.clone(),
+            files.clone(),
+            specialists,
+            config.chat.clone(),
+        ));
         Ok(Self {
+            chat,
             files,
             limiter,
             providers,

@@ -86,7 +86,9 @@ impl Specialists {
                 s.model = default_model.to_owned();
             }
             if s.id.is_empty() || s.name.is_empty() {
-                return Err(SpecialistsError("every specialist needs an id and a name".into()));
+                return Err(SpecialistsError(
+                    "every specialist needs an id and a name".into(),
+                ));
             }
             if let Some(bad) = s.allowed_roles.iter().find(|r| Role::parse(r).is_none()) {
                 return Err(SpecialistsError(format!("{}: unknown role {bad}", s.id)));

@@ -325,6 +325,17 @@ impl Files {
         })
     }
 
+    /// A (small) file's bytes, whole: for image attachments, which are bounded in size.
+    pub async fn bytes(&self, principal: &Principal, id: Uuid) -> Result<Bytes, FileError> {
+        let file = self.get(principal, id).await?;
+        Ok(self
+            .objects
+            .get(&ObjectPath::from(file.storage_key.as_str()))
+            .await?
+            .bytes()
+            .await?)
+    }
+
     pub async fn delete(&self, principal: &Principal, id: Uuid) -> Result<(), FileError> {
         let file = self.get(principal, id).await?;
         self.store.delete_file(id, now_utc()).await?;

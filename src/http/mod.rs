@@ -75,7 +75,8 @@ fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
             .routes(routes!(routes::conversations::create))
             .routes(routes!(routes::conversations::get))
             .routes(routes!(routes::api_keys::create, routes::api_keys::list))
-            .routes(routes!(routes::api_keys::revoke)),
+            .routes(routes!(routes::api_keys::revoke))
+            .routes(routes!(routes::chat::specialists)),
         state,
     );
     // JSON routes: the small body limit and the request deadline.
@@ -105,10 +106,28 @@ fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
         std::time::Duration::from_secs(config.files.transfer_timeout_secs),
     ))
     .layer(RequestBodyLimitLayer::new(upload_limit));
-    // Streaming routes (SSE) will join here, with no deadline: it would cut a long answer.
+    // Chat: the JSON body limit; `send` may wait as long as a generation may run, and the
+    // stream has no deadline at all (the generation's own bound applies).
+    let generation = std::time::Duration::from_secs(config.chat.max_generation_secs + 5);
+    let chat_send = protect(
+        OpenApiRouter::new().routes(routes!(routes::chat::send)),
+        state,
+    )
+    .layer(TimeoutLayer::with_status_code(
+        layers::TIMEOUT_STATUS,
+        generation,
+    ))
+    .layer(RequestBodyLimitLayer::new(config.server.body_limit_bytes));
+    let chat_stream = protect(
+        OpenApiRouter::new().routes(routes!(routes::chat::stream)),
+        state,
+    )
+    .layer(RequestBodyLimitLayer::new(config.server.body_limit_bytes));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(regular)
         .merge(files)
+        .merge(chat_send)
+        .merge(chat_stream)
 }
 
 /// Closed by default: auth, then the caller's rate-limit bucket (route layers run

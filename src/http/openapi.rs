@@ -23,6 +23,7 @@ use crate::error::{ERROR_CODES, ErrorBody, ErrorEnvelope};
         (name = "conversations", description = "Conversations and their messages"),
         (name = "api-keys", description = "API keys for programs"),
         (name = "files", description = "Uploads for the chat: exact types, owner-only"),
+        (name = "chat", description = "Specialists, and answers whole or streamed"),
     )
 )]
 pub struct ApiDoc;

@@ -489,7 +489,7 @@ fn log_attempt(model: &str, attempt: u32, outcome: &Result<(), &ProviderError>, 
 }
 
 /// Usage counted by us: the prompt, and what was generated.
-fn estimate(request: &ChatRequest, content: &str) -> Usage {
+pub fn estimate(request: &ChatRequest, content: &str) -> Usage {
     Usage {
         input_tokens: tokens::count(&request.model, &request.prompt_text()),
         output_tokens: tokens::count(&request.model, content),

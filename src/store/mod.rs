@@ -31,6 +31,7 @@ macro_rules! usage_columns {
 mod postgres;
 mod rows;
 mod sqlite;
+pub mod usage_writer;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,20 +14,35 @@ use tokio::time::Instant;
 use super::Store;
 use crate::domain::UsageRecord;
 
+/// The writer task and the signal that tells it to drain and stop.
+type Task = (JoinHandle<()>, tokio::sync::oneshot::Sender<()>);
+
 #[derive(Clone)]
 pub struct UsageWriter {
     tx: mpsc::Sender<UsageRecord>,
     depth: Arc<AtomicUsize>,
-    task: Arc<Mutex<Option<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>>>,
+    task: Arc<Mutex<Option<Task>>>,
 }
 
 impl UsageWriter {
     /// Starts the writer task.
-    pub fn spawn(store: Arc<dyn Store>, capacity: usize, batch_rows: usize, flush_every: Duration) -> Self {
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        capacity: usize,
+        batch_rows: usize,
+        flush_every: Duration,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let depth = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(run(store, rx, stop_rx, depth.clone(), batch_rows.max(1), flush_every));
+        let task = tokio::spawn(run(
+            store,
+            rx,
+            stop_rx,
+            depth.clone(),
+            batch_rows.max(1),
+            flush_every,
+        ));
         Self {
             tx,
             depth,
@@ -52,7 +67,9 @@ impl UsageWriter {
 
     /// Writes everything queued, then stops. Call once nothing will record any more.
     pub async fn shutdown(&self) {
-        let Some((task, stop)) = self.task.lock().await.take() else { return };
+        let Some((task, stop)) = self.task.lock().await.take() else {
+            return;
+        };
         let _ = stop.send(());
         let _ = task.await;
     }

@@ -1,6 +1,7 @@
 //! Route handlers: extract, call one service function, map the result.
 
 pub mod api_keys;
+pub mod chat;
 pub mod conversations;
 pub mod files;
 pub mod health;

@@ -1,0 +1,87 @@
+//! Prompt assembly: the specialist's system prompt, the history (newest first within the
+//! token budget), attachments, and the new message.
+
+use crate::domain::{Message, MessageRole, MessageStatus};
+use crate::providers::{ChatMessage, Part, Speaker, tokens};
+
+/// History as providers see it: user and assistant turns that completed (an empty or failed
+/// answer teaches the model nothing), newest kept first within `budget` approximate tokens.
+pub fn history(messages: &[Message], budget: u64) -> Vec<ChatMessage> {
+    let mut kept = Vec::new();
+    let mut used = 0u64;
+    for m in messages.iter().rev() {
+        let speaker = match m.role {
+            MessageRole::User => Speaker::User,
+            MessageRole::Assistant if m.status != MessageStatus::Error && !m.content.is_empty() => {
+                Speaker::Assistant
+            }
+            _ => continue,
+        };
+        let cost = tokens::approximate(&m.content);
+        if used + cost > budget {
+            break;
+        }
+        used += cost;
+        kept.push(ChatMessage::text(speaker, m.content.clone()));
+    }
+    kept.reverse();
+    kept
+}
+
+/// The new user turn: attached texts first (labelled), then images, then the message.
+pub fn user_turn(message: &str, texts: &[(String, String)], images: Vec<Part>) -> ChatMessage {
+    let mut text = String::new();
+    for (name, content) in texts {
+        text.push_str(&format!(
+            "<attachment name=\"{name}\">\n{content}\n</attachment>\n\n"
+        ));
+    }
+    text.push_str(message);
+    let mut parts = images;
+    parts.push(Part::Text(text));
+    ChatMessage {
+        speaker: Speaker::User,
+        parts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::now_utc;
+
+    fn msg(role: MessageRole, content: &str, status: MessageStatus) -> Message {
+        Message {
+            id: uuid::Uuid::now_v7(),
+            conversation_id: uuid::Uuid::now_v7(),
+            seq: 1,
+            role,
+            content: content.into(),
+            attachments: serde_json::json!([]),
+            input_tokens: None,
+            output_tokens: None,
+            status,
+            created_at: now_utc(),
+        }
+    }
+
+    #[test]
+    fn newest_history_first_within_budget_and_no_failed_answers() {
+        let old = "a".repeat(400); // ~100 tokens
+        let messages = vec![
+            msg(MessageRole::User, &old, MessageStatus::Complete),
+            msg(MessageRole::Assistant, "", MessageStatus::Error),
+            msg(MessageRole::User, "second", MessageStatus::Complete),
+            msg(MessageRole::Assistant, "answer", MessageStatus::Complete),
+        ];
+        let kept = history(&messages, 10);
+        assert_eq!(
+            kept,
+            vec![
+                ChatMessage::text(Speaker::User, "second"),
+                ChatMessage::text(Speaker::Assistant, "answer")
+            ]
+        );
+        assert_eq!(history(&messages, 1000).len(), 3);
+    }
+}

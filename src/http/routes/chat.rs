@@ -1,0 +1,314 @@
+//! Chat: `GET /v1/specialists`, `POST /v1/chat/send` (JSON) and `POST /v1/chat/stream`
+//! (Server-Sent Events: `start`, `delta`…, then `done` or `error`, each with an `id:`).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::chat::{ChatError, ChatEvent, ChatInput, ChatOutcome, Specialist, client_message};
+use crate::domain::Principal;
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::http::extract::ApiJson;
+use crate::http::request_id::RequestId;
+use crate::providers::Speaker;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatBody {
+    /// Which specialist answers (see `GET /v1/specialists`).
+    pub specialist_id: String,
+    /// The user's message; at most `chat.max_message_chars` characters.
+    pub message: String,
+    /// Continue a conversation of yours; without it (and without `conversation_history`) a
+    /// new conversation is started.
+    pub conversation_id: Option<Uuid>,
+    /// Stateless mode: the history travels with the request and only usage is stored.
+    pub conversation_history: Option<Vec<HistoryEntry>>,
+    /// Your files to attach: text goes into the prompt, images to models that take them.
+    #[serde(default)]
+    pub file_ids: Vec<Uuid>,
+    /// 0 to 2; defaults to the specialist's.
+    pub temperature: Option<f32>,
+    /// Defaults to the specialist's.
+    pub max_tokens: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryEntry {
+    #[schema(example = "user")]
+    pub role: HistoryRole,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryRole {
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatReply {
+    pub content: String,
+    pub conversation_id: Option<Uuid>,
+    pub message_id: Option<Uuid>,
+    pub specialist_id: String,
+    pub specialist_name: String,
+    pub provider: String,
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub usage_estimated: bool,
+    pub estimated_cost_usd: f64,
+    pub latency_ms: u64,
+    pub finish_reason: String,
+}
+
+/// The `done` event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DoneEvent {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub usage_estimated: bool,
+    pub estimated_cost_usd: f64,
+    pub latency_ms: u64,
+    pub ttft_ms: Option<u64>,
+    /// Time spent waiting on the provider; the rest is the server's own.
+    pub provider_ms: u64,
+    pub finish_reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SpecialistList {
+    pub data: Vec<Specialist>,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn usd(nano: i64) -> f64 {
+    nano as f64 / 1e9
+}
+
+fn input(body: ChatBody) -> ChatInput {
+    ChatInput {
+        specialist_id: body.specialist_id,
+        message: body.message,
+        conversation_id: body.conversation_id,
+        conversation_history: body.conversation_history.map(|h| {
+            h.into_iter()
+                .map(|e| {
+                    let speaker = match e.role {
+                        HistoryRole::User => Speaker::User,
+                        HistoryRole::Assistant => Speaker::Assistant,
+                    };
+                    (speaker, e.content)
+                })
+                .collect()
+        }),
+        file_ids: body.file_ids,
+        temperature: body.temperature,
+        max_tokens: body.max_tokens,
+    }
+}
+
+/// The specialists you may chat with.
+#[utoipa::path(get, path = "/v1/specialists", tag = "chat", operation_id = "list_specialists",
+    responses((status = 200, description = "Specialists", body = SpecialistList)))]
+pub async fn specialists(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiJson<SpecialistList> {
+    ApiJson(SpecialistList {
+        data: state
+            .chat
+            .specialists()
+            .for_role(principal.role)
+            .cloned()
+            .collect(),
+    })
+}
+
+/// One whole answer. `Server-Timing` separates the server's own time from the provider's.
+#[utoipa::path(post, path = "/v1/chat/send", tag = "chat", operation_id = "chat_send",
+    request_body = ChatBody,
+    responses(
+        (status = 200, description = "The answer", body = ChatReply),
+        (status = 403, description = "`forbidden`: viewers cannot chat", body = ErrorEnvelope),
+        (status = 404, description = "`specialist_not_found`, or `not_found` for a conversation or file that is not yours", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_field`, `attachment_not_supported`, `context_length_exceeded`, `content_filtered`", body = ErrorEnvelope),
+        (status = 502, description = "`upstream_error`", body = ErrorEnvelope),
+        (status = 503, description = "`upstream_unavailable`, `upstream_rate_limited`, `provider_not_configured`", body = ErrorEnvelope),
+        (status = 504, description = "`upstream_timeout`", body = ErrorEnvelope),
+    ))]
+pub async fn send(
+    State(state): State<AppState>,
+    principal: Principal,
+    Extension(request_id): Extension<RequestId>,
+    ApiJson(body): ApiJson<ChatBody>,
+) -> Result<Response, ApiError> {
+    let outcome: ChatOutcome = state
+        .chat
+        .send(&principal, input(body), request_id.0.to_string())
+        .await?;
+    let own = outcome.latency.saturating_sub(outcome.provider_latency);
+    let timing = format!(
+        "app;dur={:.1}, provider;dur={:.1}",
+        own.as_secs_f64() * 1000.0,
+        outcome.provider_latency.as_secs_f64() * 1000.0
+    );
+    let reply = ChatReply {
+        content: outcome.content,
+        conversation_id: outcome.conversation_id,
+        message_id: outcome.message_id,
+        specialist_id: outcome.specialist_id,
+        specialist_name: outcome.specialist_name,
+        provider: outcome.provider,
+        model: outcome.model,
+        input_tokens: outcome.usage.input_tokens,
+        output_tokens: outcome.usage.output_tokens,
+        usage_estimated: outcome.usage.estimated,
+        estimated_cost_usd: usd(outcome.cost_nano_usd),
+        latency_ms: ms(outcome.latency),
+        finish_reason: outcome.finish_reason,
+    };
+    let mut response = ApiJson(reply).into_response();
+    if let Ok(value) = HeaderValue::from_str(&timing) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("server-timing"), value);
+    }
+    Ok(response)
+}
+
+/// A streamed answer as Server-Sent Events: `start` {conversation_id, message_id,
+/// specialist_id, model, request_id}, `delta` {content}…, then `done` (usage, cost, timings,
+/// finish reason) or `error` {code, message}. Every event has an `id:` (0, 1, 2…);
+/// keep-alive comments are sent while waiting. The answer is finished, stored and accounted
+/// even if the client disconnects.
+#[utoipa::path(post, path = "/v1/chat/stream", tag = "chat", operation_id = "chat_stream",
+    request_body = ChatBody,
+    responses(
+        (status = 200, description = "An event stream (`start`, `delta`, `done` | `error`)", content_type = "text/event-stream", body = DoneEvent),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 404, description = "`specialist_not_found` or `not_found`", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_field`, `attachment_not_supported`", body = ErrorEnvelope),
+    ))]
+pub async fn stream(
+    State(state): State<AppState>,
+    principal: Principal,
+    Extension(request_id): Extension<RequestId>,
+    ApiJson(body): ApiJson<ChatBody>,
+) -> Result<Response, ApiError> {
+    let request_id = request_id.0.to_string();
+    let (start, rx) = state
+        .chat
+        .stream(&principal, input(body), request_id.clone())
+        .await?;
+    let start = serde_json::json!({
+        "conversation_id": start.conversation_id,
+        "message_id": start.message_id,
+        "specialist_id": start.specialist_id,
+        "model": start.model,
+        "request_id": request_id,
+    });
+    let events = futures_util::stream::once(async move { ("start", start) })
+        .chain(tokio_stream_from(rx).map(|event| {
+            match event {
+                ChatEvent::Delta(content) => ("delta", serde_json::json!({ "content": content })),
+                ChatEvent::Done(o) => (
+                    "done",
+                    serde_json::to_value(DoneEvent {
+                        input_tokens: o.usage.input_tokens,
+                        output_tokens: o.usage.output_tokens,
+                        usage_estimated: o.usage.estimated,
+                        estimated_cost_usd: usd(o.cost_nano_usd),
+                        latency_ms: ms(o.latency),
+                        ttft_ms: o.ttft.map(ms),
+                        provider_ms: ms(o.provider_latency),
+                        finish_reason: o.finish_reason.clone(),
+                    })
+                    .unwrap_or_default(),
+                ),
+                ChatEvent::Error { code, message } => (
+                    "error",
+                    serde_json::json!({ "code": code, "message": message }),
+                ),
+            }
+        }))
+        .enumerate()
+        .map(|(id, (name, data))| {
+            Ok::<_, Infallible>(
+                Event::default()
+                    .id(id.to_string())
+                    .event(name)
+                    .data(data.to_string()),
+            )
+        });
+    let keepalive = Duration::from_secs(state.config.chat.keepalive_secs);
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(keepalive))
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
+    Ok(response)
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl Stream<Item = T> + Send {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        match e {
+            ChatError::SpecialistNotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                "specialist_not_found",
+                "No such specialist, or not one you may use.",
+            ),
+            ChatError::ConversationNotFound => Self::not_found("conversation"),
+            ChatError::Invalid { field, problem } => {
+                Self::invalid_field(field, format!("Invalid field `{field}`: {problem}"))
+            }
+            ChatError::AttachmentNotSupported(why) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "attachment_not_supported",
+                format!("Attachment not supported: {why}."),
+            ),
+            ChatError::Forbidden => Self::forbidden("Viewers cannot chat."),
+            ChatError::Provider(failure) => {
+                let status = match failure.error.code() {
+                    "upstream_timeout" => StatusCode::GATEWAY_TIMEOUT,
+                    "context_length_exceeded" | "content_filtered" => {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    }
+                    "upstream_error" => StatusCode::BAD_GATEWAY,
+                    _ => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                Self::new(status, failure.error.code(), client_message(&failure.error))
+            }
+            ChatError::Cut(why) => Self::new(StatusCode::GATEWAY_TIMEOUT, "cut", why),
+            ChatError::Files(inner) => inner.into(),
+            ChatError::Store(inner) => inner.into(),
+            ChatError::Internal => Self::internal(),
+        }
+    }
+}
