@@ -151,6 +151,9 @@ async fn openapi_is_valid_matches_snapshot_and_router() {
         "DELETE /v1/files/{id}",
         "GET /v1/files/{id}/content",
         "GET /v1/files/{id}/text",
+        "GET /v1/specialists",
+        "POST /v1/chat/send",
+        "POST /v1/chat/stream",
     ]
     .into_iter()
     .map(str::to_owned)
