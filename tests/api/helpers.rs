@@ -180,6 +180,7 @@ pub fn test_config(db_url: &str, overrides: &[(&str, &str)]) -> Config {
         ("COLLOQUY_RATE_LIMIT__ANONYMOUS__CAPACITY", "1000"),
         ("COLLOQUY_RATE_LIMIT__READ__CAPACITY", "1000"),
         ("COLLOQUY_RATE_LIMIT__UPLOAD__CAPACITY", "1000"),
+        ("COLLOQUY_RATE_LIMIT__CHAT__CAPACITY", "1000"),
     ];
     // Later entries win: a test's overrides replace the defaults above.
     env.retain(|(k, _)| !overrides.iter().any(|(o, _)| o == k));
@@ -442,4 +443,39 @@ macro_rules! on_every_store {
             }
         )*
     };
+}
+
+/// One number from the test database, by raw SQL (counting rows a test expects).
+pub async fn count(db: &TestDatabase, sql: &'static str) -> i64 {
+    match db.backend {
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&mut c)
+                .await
+                .expect("count")
+        }
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&db.url)
+                .await
+                .expect("connect");
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&mut c)
+                .await
+                .expect("count")
+        }
+    }
+}
+
+/// Polls `count` until it reaches `want` (the usage writer flushes in the background).
+pub async fn eventually_count(db: &TestDatabase, sql: &'static str, want: i64) -> i64 {
+    let mut last = 0;
+    for _ in 0..100 {
+        last = count(db, sql).await;
+        if last >= want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    last
 }
