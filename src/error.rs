@@ -135,6 +135,16 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         504,
         "The answer was stopped at the generation time limit or by shutdown; what was generated is stored.",
     ),
+    (
+        "idempotency_key_reused",
+        422,
+        "The Idempotency-Key was used with a different body.",
+    ),
+    (
+        "idempotency_key_in_progress",
+        409,
+        "A request with this Idempotency-Key is still running.",
+    ),
 ];
 
 /// The error envelope as documented in OpenAPI.

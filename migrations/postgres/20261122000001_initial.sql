@@ -107,3 +107,15 @@ CREATE TABLE api_keys (
 -- An owner's keys newest first (ids are time-ordered UUIDv7, so the id is the cursor).
 CREATE INDEX api_keys_owner_id ON api_keys (owner, id DESC);
 CREATE INDEX api_keys_prefix ON api_keys (prefix);
+
+-- Idempotency-Key on /v1/chat/send: the first request with a key claims it (response NULL
+-- while it runs), and its successful answer is kept for replays within 24 hours.
+CREATE TABLE idempotency_keys (
+    owner      text NOT NULL,
+    key        text NOT NULL,
+    body_hash  text NOT NULL,
+    response   text,
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (owner, key)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);

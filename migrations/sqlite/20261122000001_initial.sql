@@ -105,3 +105,14 @@ CREATE TABLE api_keys (
 -- An owner's keys newest first (ids are time-ordered UUIDv7, so the id is the cursor).
 CREATE INDEX api_keys_owner_id ON api_keys (owner, id DESC);
 CREATE INDEX api_keys_prefix ON api_keys (prefix);
+
+-- Idempotency-Key on /v1/chat/send (see the Postgres migration).
+CREATE TABLE idempotency_keys (
+    owner      TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    body_hash  TEXT NOT NULL,
+    response   TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (owner, key)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);

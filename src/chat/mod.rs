@@ -3,6 +3,7 @@
 //! even if the client leaves), append the assistant message, and hand one usage row per
 //! call to the batched writer.
 
+pub mod idempotency;
 pub mod prompt;
 pub mod specialists;
 
@@ -160,6 +161,10 @@ impl ChatService {
 
     pub fn specialists(&self) -> &Specialists {
         &self.specialists
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
     }
 
     pub fn usage_queue_depth(&self) -> usize {

@@ -45,6 +45,7 @@ use crate::domain::{ApiKey, Conversation, Message, NewMessage, StoredFile, Usage
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+use sqlx::Row;
 
 /// Errors of the storage layer; `error.rs` decides what a client sees.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +88,19 @@ impl From<sqlx::Error> for StoreError {
             _ => Self::Database(e),
         }
     }
+}
+
+/// What claiming an idempotency key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// The key is ours now: run the request.
+    Claimed,
+    /// The key was used within its lifetime: its body hash, and its stored answer (None
+    /// while the first request still runs).
+    Existing {
+        body_hash: String,
+        response: Option<String>,
+    },
 }
 
 /// What a purge removed.
@@ -171,6 +185,28 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a file deleted; true when this call did.
     async fn delete_file(&self, id: Uuid, at: OffsetDateTime) -> Result<bool, StoreError>;
 
+    /// Claims `key` for `owner` unless a claim newer than `not_before` exists (older ones are
+    /// replaced).
+    async fn claim_idempotency_key(
+        &self,
+        owner: &str,
+        key: &str,
+        body_hash: &str,
+        now: OffsetDateTime,
+        not_before: OffsetDateTime,
+    ) -> Result<IdempotencyClaim, StoreError>;
+
+    /// Stores the answer of a claimed key.
+    async fn complete_idempotency_key(
+        &self,
+        owner: &str,
+        key: &str,
+        response: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Gives a claimed key back (its request failed), so it can be retried.
+    async fn release_idempotency_key(&self, owner: &str, key: &str) -> Result<(), StoreError>;
+
     /// Deletes everything an owner has: the only path allowed to delete messages.
     async fn purge_owner(&self, owner: &str) -> Result<PurgeReport, StoreError>;
 
@@ -191,6 +227,20 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreErr
         None => Err(StoreError::InvalidUrl(
             "expected postgres:// or sqlite:".into(),
         )),
+    }
+}
+
+fn claim_from<R: Row>(row: Option<R>) -> Result<IdempotencyClaim, StoreError>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    match row {
+        None => Ok(IdempotencyClaim::Claimed),
+        Some(row) => Ok(IdempotencyClaim::Existing {
+            body_hash: row.try_get("body_hash")?,
+            response: row.try_get("response")?,
+        }),
     }
 }
 

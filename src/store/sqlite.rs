@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::{Iso8601, iso8601};
 use uuid::Uuid;
 
-use super::{PurgeReport, Store, StoreError, rows};
+use super::{IdempotencyClaim, PurgeReport, Store, StoreError, rows};
 use crate::config::DatabaseKind;
 use crate::domain::{ApiKey, Conversation, Message, NewMessage, StoredFile, UsageRecord};
 
@@ -356,6 +356,73 @@ impl Store for SqliteStore {
                 .execute(&self.pool)
                 .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        owner: &str,
+        key: &str,
+        body_hash: &str,
+        now: OffsetDateTime,
+        not_before: OffsetDateTime,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE owner = ? AND key = ? AND created_at < ?")
+            .bind(owner)
+            .bind(key)
+            .bind(ts(not_before)?)
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (owner, key, body_hash, response, created_at) VALUES (?, ?, ?, NULL, ?) \
+             ON CONFLICT (owner, key) DO NOTHING",
+        )
+        .bind(owner)
+        .bind(key)
+        .bind(body_hash)
+        .bind(ts(now)?)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let existing = if inserted == 1 {
+            None
+        } else {
+            sqlx::query(
+                "SELECT body_hash, response FROM idempotency_keys WHERE owner = ? AND key = ?",
+            )
+            .bind(owner)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?
+        };
+        tx.commit().await?;
+        super::claim_from(existing)
+    }
+
+    async fn complete_idempotency_key(
+        &self,
+        owner: &str,
+        key: &str,
+        response: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE idempotency_keys SET response = ? WHERE owner = ? AND key = ?")
+            .bind(response)
+            .bind(owner)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_idempotency_key(&self, owner: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE owner = ? AND key = ? AND response IS NULL",
+        )
+        .bind(owner)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn purge_owner(&self, owner: &str) -> Result<PurgeReport, StoreError> {

@@ -51,7 +51,82 @@ on_both_backends!(
     a_client_that_leaves_does_not_stop_the_answer,
     refusals_and_ownership,
     stateless_mode_stores_only_usage,
+    idempotent_replay,
 );
+
+async fn idempotent_replay(backend: Backend) {
+    let up = Upstream::openai().await;
+    let Some(app) = with_openai(backend, &up, &[]).await else {
+        return;
+    };
+    let alice = app.token("alice", Role::User);
+    let bob = app.token("bob", Role::User);
+    let body = json!({"specialist_id": "general", "message": "charge me once"});
+    let send = |token: &str, key: &str, body: &Value| {
+        app.post("/v1/chat/send")
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+    };
+    up.push(Reply::json(200, fakes::openai_completion("Once.", 10, 2)));
+    let first = send(&alice, "key-1", &body).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    // The same key and body (keys in another order): the stored answer, no second call.
+    let reordered = json!({"message": "charge me once", "specialist_id": "general"});
+    let again = send(&alice, "key-1", &reordered).await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    assert_eq!(up.calls(), 1);
+    // The same key with another body is refused.
+    let other = json!({"specialist_id": "general", "message": "something else"});
+    assert_envelope(
+        send(&alice, "key-1", &other).await.unwrap(),
+        422,
+        "idempotency_key_reused",
+    )
+    .await;
+    // Keys are per user.
+    up.push(Reply::json(200, fakes::openai_completion("Bob's.", 10, 2)));
+    let bobs: Value = send(&bob, "key-1", &body)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bobs["content"], "Bob's.");
+    // A failed call gives its key back, so it can be retried.
+    up.push(Reply::json(
+        503,
+        fakes::openai_error("down", "server_error", None),
+    ));
+    assert_eq!(send(&alice, "key-2", &body).await.unwrap().status(), 503);
+    up.push(Reply::json(
+        200,
+        fakes::openai_completion("Retried.", 10, 2),
+    ));
+    assert_eq!(
+        send(&alice, "key-2", &body)
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["content"],
+        "Retried."
+    );
+    assert_envelope(
+        send(&alice, &"k".repeat(300), &body).await.unwrap(),
+        422,
+        "invalid_field",
+    )
+    .await;
+    // Exactly one usage row per provider call: three answers and one failure.
+    assert_eq!(
+        eventually_count(&app.db, "SELECT count(*) FROM usage_logs", 4).await,
+        4
+    );
+}
 
 async fn send_and_stream_through_the_mock(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, &[("COLLOQUY_CHAT__USAGE_FLUSH_MS", "20")]).await

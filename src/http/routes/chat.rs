@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::chat::idempotency::{self, Outcome};
 use crate::chat::{ChatError, ChatEvent, ChatInput, ChatOutcome, Specialist, client_message};
 use crate::domain::Principal;
 use crate::error::{ApiError, ErrorEnvelope};
@@ -142,13 +143,17 @@ pub async fn specialists(
 }
 
 /// One whole answer. `Server-Timing` separates the server's own time from the provider's.
+/// With an `Idempotency-Key` header, a repeat with the same key and body within 24 hours
+/// returns the stored answer (header `Idempotent-Replayed: true`) without calling the model
+/// again.
 #[utoipa::path(post, path = "/v1/chat/send", tag = "chat", operation_id = "chat_send",
     request_body = ChatBody,
     responses(
         (status = 200, description = "The answer", body = ChatReply),
         (status = 403, description = "`forbidden`: viewers cannot chat", body = ErrorEnvelope),
         (status = 404, description = "`specialist_not_found`, or `not_found` for a conversation or file that is not yours", body = ErrorEnvelope),
-        (status = 422, description = "`invalid_field`, `attachment_not_supported`, `context_length_exceeded`, `content_filtered`", body = ErrorEnvelope),
+        (status = 409, description = "`idempotency_key_in_progress`", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_field`, `attachment_not_supported`, `context_length_exceeded`, `content_filtered`, `idempotency_key_reused`", body = ErrorEnvelope),
         (status = 502, description = "`upstream_error`", body = ErrorEnvelope),
         (status = 503, description = "`upstream_unavailable`, `upstream_rate_limited`, `provider_not_configured`", body = ErrorEnvelope),
         (status = 504, description = "`upstream_timeout`", body = ErrorEnvelope),
@@ -157,12 +162,68 @@ pub async fn send(
     State(state): State<AppState>,
     principal: Principal,
     Extension(request_id): Extension<RequestId>,
-    ApiJson(body): ApiJson<ChatBody>,
+    headers: axum::http::HeaderMap,
+    ApiJson(raw): ApiJson<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    let outcome: ChatOutcome = state
+    let body: ChatBody = crate::http::extract::parse(raw.to_string().as_bytes())?;
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let owner = principal.user_id.clone();
+    if let Some(key) = &key {
+        if !idempotency::valid_key(key) {
+            return Err(ApiError::invalid_field(
+                "Idempotency-Key",
+                "The Idempotency-Key header must be 1 to 255 visible ASCII characters.",
+            ));
+        }
+        match idempotency::begin(
+            state.chat.store(),
+            &owner,
+            key,
+            &idempotency::body_hash(&raw),
+        )
+        .await?
+        {
+            Outcome::Proceed => {}
+            Outcome::Replay(stored) => {
+                let mut response =
+                    ([(header::CONTENT_TYPE, "application/json")], stored).into_response();
+                response.headers_mut().insert(
+                    HeaderName::from_static("idempotent-replayed"),
+                    HeaderValue::from_static("true"),
+                );
+                return Ok(response);
+            }
+            Outcome::Reused => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "This Idempotency-Key was used with a different body.",
+                ));
+            }
+            Outcome::InProgress => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_key_in_progress",
+                    "A request with this Idempotency-Key is still running.",
+                ));
+            }
+        }
+    }
+    let result = state
         .chat
         .send(&principal, input(body), request_id.0.to_string())
-        .await?;
+        .await;
+    let outcome: ChatOutcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            if let Some(key) = &key {
+                idempotency::release(state.chat.store(), &owner, key).await;
+            }
+            return Err(e.into());
+        }
+    };
     let own = outcome.latency.saturating_sub(outcome.provider_latency);
     let timing = format!(
         "app;dur={:.1}, provider;dur={:.1}",
@@ -184,6 +245,10 @@ pub async fn send(
         latency_ms: ms(outcome.latency),
         finish_reason: outcome.finish_reason,
     };
+    if let Some(key) = &key {
+        let stored = serde_json::to_string(&reply).unwrap_or_default();
+        idempotency::complete(state.chat.store(), &owner, key, &stored).await;
+    }
     let mut response = ApiJson(reply).into_response();
     if let Ok(value) = HeaderValue::from_str(&timing) {
         response
