@@ -703,3 +703,108 @@ async fn no_lost_usage_rows() {
         );
     }
 }
+
+/// Past `chat.max_generation_secs` the answer is cut: stored as `cut`, accounted, and the
+/// stream says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_past_its_bound_is_cut_stored_and_accounted() {
+    let Some(app) = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("COLLOQUY_CHAT__MAX_GENERATION_SECS", "1"),
+            ("COLLOQUY_PROVIDERS__MOCK_TOKEN_INTERVAL_MS", "150"),
+            ("COLLOQUY_CHAT__USAGE_FLUSH_MS", "20"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let alice = app.token("alice", Role::User);
+    let message =
+        "one two three four five six seven eight nine ten eleven twelve thirteen fourteen";
+    let events = read_events(
+        stream_request(
+            &app,
+            &alice,
+            json!({"specialist_id": "general", "message": message}),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.1.as_str(), last.2["code"].as_str()),
+        ("error", Some("cut")),
+        "{events:?}"
+    );
+    let conversation: uuid::Uuid = events[0].2["conversation_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stored = app.store.list_messages(conversation).await.unwrap();
+    assert_eq!(stored[1].status, colloquy::domain::MessageStatus::Cut);
+    assert!(
+        !stored[1].content.is_empty() && stored[1].content.len() < 60,
+        "partial: {}",
+        stored[1].content
+    );
+    assert_eq!(
+        eventually_count(
+            &app.db,
+            "SELECT count(*) FROM usage_logs WHERE error_code = 'cut' AND usage_estimated",
+            1
+        )
+        .await,
+        1
+    );
+}
+
+/// Anthropic by config alone: its key and a default model naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_through_anthropic_by_config_alone() {
+    let up = Upstream::anthropic().await;
+    let Some(app) = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("ANTHROPIC_API_KEY", "sk-ant-test"),
+            ("ANTHROPIC_BASE_URL", up.url.as_str()),
+            ("COLLOQUY_DEFAULT_MODEL", "anthropic/claude-sonnet-4-5"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    up.push(Reply::json(200, json!({"content": [{"type": "text", "text": "Hello from Claude."}], "stop_reason": "end_turn", "usage": {"input_tokens": 30, "output_tokens": 5}})));
+    let alice = app.token("alice", Role::User);
+    let reply: Value = app
+        .post("/v1/chat/send")
+        .bearer_auth(&alice)
+        .json(&json!({"specialist_id": "writer", "message": "hi"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["content"], "Hello from Claude.");
+    assert_eq!(
+        (reply["provider"].as_str(), reply["model"].as_str()),
+        (Some("anthropic"), Some("anthropic/claude-sonnet-4-5"))
+    );
+    // $3/M in, $15/M out.
+    assert_eq!(
+        reply["estimated_cost_usd"],
+        json!(30.0 * 3e-6 + 5.0 * 15e-6)
+    );
+    assert!(
+        up.received()[0].body["system"]
+            .as_str()
+            .unwrap()
+            .contains("business writer")
+    );
+}
