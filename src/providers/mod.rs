@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod breaker;
+mod generation;
 pub mod mock;
 pub mod openai;
 pub mod pricing;

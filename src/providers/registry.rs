@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::anthropic::AnthropicProvider;
 use super::breaker::Breaker;
+use super::generation::Generation;
 use super::mock::MockProvider;
 use super::openai::OpenAiProvider;
 use super::pricing::{Pricing, PricingError};
@@ -66,9 +67,9 @@ pub enum StreamEvent {
 
 pub type GenerationStream = Pin<Box<dyn Stream<Item = StreamEvent> + Send>>;
 
-struct Entry {
-    provider: Arc<dyn Provider>,
-    breaker: Breaker,
+pub(super) struct Entry {
+    pub(super) provider: Arc<dyn Provider>,
+    pub(super) breaker: Breaker,
 }
 
 pub struct Registry {
@@ -495,104 +496,5 @@ pub fn estimate(request: &ChatRequest, content: &str) -> Usage {
         output_tokens: tokens::count(&request.model, content),
         cached_input_tokens: 0,
         estimated: true,
-    }
-}
-
-/// The state of a stream being forwarded.
-struct Generation {
-    inner: ChunkStream,
-    pending: VecDeque<ProviderChunk>,
-    content: String,
-    usage: Option<Usage>,
-    finish: Option<FinishReason>,
-    entry: Arc<Entry>,
-    pricing: Arc<Pricing>,
-    request: ChatRequest,
-    model: String,
-    started: Instant,
-    ttft: Option<Duration>,
-    attempts: u32,
-    finished: bool,
-}
-
-impl Generation {
-    async fn next(mut self) -> Option<(StreamEvent, Self)> {
-        if self.finished {
-            return None;
-        }
-        loop {
-            let chunk = match self.pending.pop_front() {
-                Some(c) => Some(Ok(c)),
-                None => self.inner.next().await,
-            };
-            match chunk {
-                Some(Ok(ProviderChunk::Delta(text))) => {
-                    self.content.push_str(&text);
-                    return Some((StreamEvent::Delta(text), self));
-                }
-                Some(Ok(ProviderChunk::Usage(u))) => self.usage = Some(u),
-                Some(Ok(ProviderChunk::Finish(f))) => self.finish = Some(f),
-                Some(Err(error)) => {
-                    if error.trips_breaker() && self.entry.breaker.failure() {
-                        tracing::warn!(
-                            provider = self.entry.provider.name(),
-                            "circuit opened after repeated failures"
-                        );
-                    }
-                    tracing::warn!(model = %self.model, error = %error, forwarded_bytes = self.content.len(), "stream broke after text was forwarded");
-                    self.finished = true;
-                    let partial = self.completion(FinishReason::Cut);
-                    return Some((StreamEvent::Failed { error, partial }, self));
-                }
-                None => {
-                    self.finished = true;
-                    return Some(match self.finish.take() {
-                        Some(finish) => {
-                            if self.entry.breaker.success() {
-                                tracing::info!(
-                                    provider = self.entry.provider.name(),
-                                    "circuit closed"
-                                );
-                            }
-                            let done = self.completion(finish);
-                            (StreamEvent::Done(done), self)
-                        }
-                        // Ended without saying why: the connection was cut.
-                        None => {
-                            let error = ProviderError::Unavailable(
-                                "stream ended before it finished".into(),
-                            );
-                            if self.entry.breaker.failure() {
-                                tracing::warn!(
-                                    provider = self.entry.provider.name(),
-                                    "circuit opened after repeated failures"
-                                );
-                            }
-                            let partial = self.completion(FinishReason::Cut);
-                            (StreamEvent::Failed { error, partial }, self)
-                        }
-                    });
-                }
-            }
-        }
-    }
-
-    fn completion(&mut self, finish_reason: FinishReason) -> Completion {
-        // A cut stream's reported usage (if any came) is incomplete: estimate instead.
-        let usage = match (self.usage, &finish_reason) {
-            (Some(u), f) if *f != FinishReason::Cut => u,
-            _ => estimate(&self.request, &self.content),
-        };
-        Completion {
-            content: std::mem::take(&mut self.content),
-            cost_nano_usd: self.pricing.cost_nano_usd(&self.model, &usage),
-            usage,
-            finish_reason,
-            provider: self.entry.provider.name().to_owned(),
-            model: self.model.clone(),
-            latency: self.started.elapsed(),
-            ttft: self.ttft,
-            attempts: self.attempts,
-        }
     }
 }

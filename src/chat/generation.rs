@@ -1,0 +1,308 @@
+//! Running a generation: the provider call (whole or streamed) within the generation bound
+//! and the shutdown cut, then the assistant message and exactly one usage row.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{ChatError, ChatEvent, ChatOutcome, ChatService, Prepared};
+use crate::domain::ids::now_utc;
+use crate::domain::{MessageRole, MessageStatus, NewMessage, UsageRecord, new_id};
+use crate::providers::registry::estimate;
+use crate::providers::{CallFailure, Completion, ProviderError, StreamEvent, Usage};
+
+impl ChatService {
+    fn deadline(&self, p: &Prepared) -> Instant {
+        p.started + Duration::from_secs(self.config.max_generation_secs)
+    }
+
+    /// The non-streamed generation.
+    pub(super) async fn complete(&self, p: Prepared) -> Result<ChatOutcome, ChatError> {
+        let chain = p.specialist.chain();
+        let result = tokio::select! {
+            r = self.providers.send(&chain, &p.request) => r.map_err(Some),
+            () = tokio::time::sleep_until(self.deadline(&p)) => Err(None),
+            () = self.cut.cancelled() => Err(None),
+        };
+        match result {
+            Ok(c) => {
+                let outcome = self.finish(&p, &c, MessageStatus::Complete, None).await?;
+                Ok(outcome)
+            }
+            Err(Some(failure)) => {
+                self.fail(&p, &failure).await?;
+                Err(ChatError::Provider(failure))
+            }
+            Err(None) => {
+                let partial = self.cut_completion(&p, String::new(), None);
+                self.finish(&p, &partial, MessageStatus::Cut, Some("cut"))
+                    .await?;
+                Err(ChatError::Cut("the answer took longer than allowed"))
+            }
+        }
+    }
+
+    /// The streamed generation: forwards text as it comes, whatever happens to the client.
+    pub(super) async fn generate(&self, p: Prepared, tx: mpsc::UnboundedSender<ChatEvent>) {
+        let chain = p.specialist.chain();
+        let deadline = self.deadline(&p);
+        let opened = tokio::select! {
+            r = self.providers.stream(&chain, &p.request) => r.map_err(Some),
+            () = tokio::time::sleep_until(deadline) => Err(None),
+            () = self.cut.cancelled() => Err(None),
+        };
+        let mut stream = match opened {
+            Ok(s) => s,
+            Err(Some(failure)) => {
+                let _ = self.fail(&p, &failure).await;
+                let _ = tx.send(error_event(&failure.error));
+                return;
+            }
+            Err(None) => {
+                let partial = self.cut_completion(&p, String::new(), None);
+                let _ = self
+                    .finish(&p, &partial, MessageStatus::Cut, Some("cut"))
+                    .await;
+                let _ = tx.send(ChatEvent::Error {
+                    code: "cut",
+                    message: "The answer was cut.".into(),
+                });
+                return;
+            }
+        };
+        let mut content = String::new();
+        let mut ttft = None;
+        enum Next {
+            Event(Option<Box<StreamEvent>>),
+            Cut,
+        }
+        loop {
+            let next = tokio::select! {
+                e = stream.next() => Next::Event(e.map(Box::new)),
+                () = tokio::time::sleep_until(deadline) => Next::Cut,
+                () = self.cut.cancelled() => Next::Cut,
+            };
+            let event = match next {
+                Next::Event(Some(event)) => *event,
+                Next::Event(None) => return,
+                Next::Cut => {
+                    let partial = self.cut_completion(&p, std::mem::take(&mut content), ttft);
+                    let _ = self
+                        .finish(&p, &partial, MessageStatus::Cut, Some("cut"))
+                        .await;
+                    let _ = tx.send(ChatEvent::Error {
+                        code: "cut",
+                        message: "The answer was cut.".into(),
+                    });
+                    return;
+                }
+            };
+            match event {
+                StreamEvent::Delta(text) => {
+                    ttft.get_or_insert_with(|| p.started.elapsed());
+                    content.push_str(&text);
+                    // A client that left is not an error: the generation goes on.
+                    let _ = tx.send(ChatEvent::Delta(text));
+                }
+                StreamEvent::Done(c) => {
+                    match self.finish(&p, &c, MessageStatus::Complete, None).await {
+                        Ok(outcome) => {
+                            let _ = tx.send(ChatEvent::Done(Box::new(outcome)));
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not store a finished answer");
+                            let _ = tx.send(ChatEvent::Error {
+                                code: "internal",
+                                message: "The answer could not be stored.".into(),
+                            });
+                        }
+                    }
+                    return;
+                }
+                StreamEvent::Failed { error, partial } => {
+                    let _ = self
+                        .finish(&p, &partial, MessageStatus::Cut, Some(error.code()))
+                        .await;
+                    let _ = tx.send(error_event(&error));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A completion for an answer we stopped ourselves: usage estimated.
+    fn cut_completion(&self, p: &Prepared, content: String, ttft: Option<Duration>) -> Completion {
+        let mut request = p.request.clone();
+        request.model = crate::providers::registry::split_model(&p.specialist.model)
+            .map(|(_, m)| m.to_owned())
+            .unwrap_or_default();
+        let usage = estimate(&request, &content);
+        let provider = crate::providers::registry::split_model(&p.specialist.model)
+            .map(|(p, _)| p.to_owned())
+            .unwrap_or_default();
+        Completion {
+            cost_nano_usd: self
+                .providers
+                .pricing()
+                .cost_nano_usd(&p.specialist.model, &usage),
+            content,
+            usage,
+            finish_reason: crate::providers::FinishReason::Cut,
+            provider,
+            model: p.specialist.model.clone(),
+            latency: p.started.elapsed(),
+            ttft,
+            attempts: 1,
+        }
+    }
+
+    /// Stores the assistant message and accounts the call.
+    async fn finish(
+        &self,
+        p: &Prepared,
+        c: &Completion,
+        status: MessageStatus,
+        error_code: Option<&str>,
+    ) -> Result<ChatOutcome, ChatError> {
+        if let (Some(conversation_id), Some(id)) = (p.conversation_id, p.assistant_message_id) {
+            self.store
+                .append_message(&NewMessage {
+                    id,
+                    conversation_id,
+                    role: MessageRole::Assistant,
+                    content: c.content.clone(),
+                    attachments: serde_json::json!([]),
+                    input_tokens: Some(c.usage.input_tokens as i64),
+                    output_tokens: Some(c.usage.output_tokens as i64),
+                    status,
+                    created_at: now_utc(),
+                })
+                .await?;
+        }
+        let latency = p.started.elapsed();
+        self.account(
+            p,
+            &c.provider,
+            &c.model,
+            c.usage,
+            c.cost_nano_usd,
+            latency,
+            c.ttft,
+            error_code,
+        )
+        .await;
+        Ok(ChatOutcome {
+            content: c.content.clone(),
+            conversation_id: p.conversation_id,
+            message_id: p.assistant_message_id,
+            specialist_id: p.specialist.id.clone(),
+            specialist_name: p.specialist.name.clone(),
+            provider: c.provider.clone(),
+            model: c.model.clone(),
+            usage: c.usage,
+            cost_nano_usd: c.cost_nano_usd,
+            latency,
+            provider_latency: c.latency,
+            ttft: c.ttft,
+            finish_reason: c.finish_reason.as_str().to_owned(),
+        })
+    }
+
+    /// A call that produced nothing: an empty assistant message with status `error`, and a
+    /// failed usage row.
+    async fn fail(&self, p: &Prepared, f: &CallFailure) -> Result<(), ChatError> {
+        if let (Some(conversation_id), Some(id)) = (p.conversation_id, p.assistant_message_id) {
+            self.store
+                .append_message(&NewMessage {
+                    id,
+                    conversation_id,
+                    role: MessageRole::Assistant,
+                    content: String::new(),
+                    attachments: serde_json::json!([]),
+                    input_tokens: None,
+                    output_tokens: None,
+                    status: MessageStatus::Error,
+                    created_at: now_utc(),
+                })
+                .await?;
+        }
+        let model = f
+            .model
+            .clone()
+            .unwrap_or_else(|| p.specialist.model.clone());
+        let provider = f.provider.clone().unwrap_or_else(|| "none".to_owned());
+        self.account(
+            p,
+            &provider,
+            &model,
+            Usage::default(),
+            0,
+            p.started.elapsed(),
+            None,
+            Some(f.error.code()),
+        )
+        .await;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn account(
+        &self,
+        p: &Prepared,
+        provider: &str,
+        model: &str,
+        usage: Usage,
+        cost_nano_usd: i64,
+        latency: Duration,
+        ttft: Option<Duration>,
+        error_code: Option<&str>,
+    ) {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        self.usage
+            .record(UsageRecord {
+                id: new_id(),
+                request_id: p.request_id.clone(),
+                user_hash: p.user_hash.clone(),
+                conversation_id: p.conversation_id,
+                specialist_id: Some(p.specialist.id.clone()),
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+                input_tokens: usage.input_tokens as i64,
+                output_tokens: usage.output_tokens as i64,
+                cached_tokens: usage.cached_input_tokens as i64,
+                usage_estimated: usage.estimated,
+                cost_nano_usd,
+                latency_ms: ms(latency),
+                ttft_ms: ttft.map(ms),
+                streamed: p.streamed,
+                success: error_code.is_none(),
+                error_code: error_code.map(str::to_owned),
+                created_at: now_utc(),
+            })
+            .await;
+    }
+}
+
+fn error_event(error: &ProviderError) -> ChatEvent {
+    ChatEvent::Error {
+        code: error.code(),
+        message: client_message(error).to_owned(),
+    }
+}
+
+/// What a client is told about a provider failure: fixed sentences, never upstream text.
+pub fn client_message(error: &ProviderError) -> &'static str {
+    match error.code() {
+        "upstream_timeout" => "The model did not answer in time.",
+        "upstream_rate_limited" => {
+            "The model's provider is rate limiting this server; try again shortly."
+        }
+        "upstream_unavailable" => "The model's provider is unavailable right now.",
+        "context_length_exceeded" => "The conversation is too long for this model.",
+        "content_filtered" => "The provider refused this content.",
+        "provider_not_configured" => "This specialist's model is not configured on this server.",
+        _ => "The model's provider returned an error.",
+    }
+}

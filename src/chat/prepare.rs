@@ -1,0 +1,226 @@
+//! Preparing a chat call: validation, the specialist, history (stored, sent along or none),
+//! attachments, and the user message stored before the provider is called.
+
+use base64::Engine;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{ChatError, ChatInput, ChatService, Prepared, Specialist, prompt};
+use crate::domain::ids::now_utc;
+use crate::domain::{
+    Conversation, MessageRole, MessageStatus, NewMessage, Principal, Role, new_id,
+};
+use crate::files::FileError;
+use crate::providers::{ChatMessage, ChatRequest, Part};
+
+impl ChatService {
+    pub(super) async fn prepare(
+        &self,
+        principal: &Principal,
+        input: ChatInput,
+        request_id: String,
+    ) -> Result<Prepared, ChatError> {
+        let started = Instant::now();
+        if !principal.has_role(Role::User) {
+            return Err(ChatError::Forbidden);
+        }
+        let message = input.message.trim().to_owned();
+        if message.is_empty() {
+            return Err(ChatError::Invalid {
+                field: "message",
+                problem: "must not be empty".into(),
+            });
+        }
+        if message.chars().count() > self.config.max_message_chars {
+            return Err(ChatError::Invalid {
+                field: "message",
+                problem: format!("at most {} characters", self.config.max_message_chars),
+            });
+        }
+        if let Some(t) = input.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            return Err(ChatError::Invalid {
+                field: "temperature",
+                problem: "between 0 and 2".into(),
+            });
+        }
+        if input.max_tokens == Some(0) {
+            return Err(ChatError::Invalid {
+                field: "max_tokens",
+                problem: "at least 1".into(),
+            });
+        }
+        let specialist = self
+            .specialists
+            .get(&input.specialist_id)
+            .filter(|s| s.allows(principal.role))
+            .ok_or(ChatError::SpecialistNotFound)?
+            .clone();
+
+        // History: stored, sent along (stateless), or none (a new conversation).
+        let (conversation_id, mut messages) =
+            match (input.conversation_id, &input.conversation_history) {
+                (Some(_), Some(_)) => {
+                    return Err(ChatError::Invalid {
+                        field: "conversation_history",
+                        problem: "cannot be combined with conversation_id".into(),
+                    });
+                }
+                (Some(id), None) => {
+                    let conversation = match self.store.get_conversation(id).await? {
+                        Some(c) if c.owner == principal.user_id => c,
+                        _ => return Err(ChatError::ConversationNotFound),
+                    };
+                    let stored = self.store.list_messages(conversation.id).await?;
+                    (
+                        Some(conversation.id),
+                        prompt::history(&stored, self.config.context_budget_tokens),
+                    )
+                }
+                (None, Some(history)) => {
+                    if history.len() > self.config.max_history_messages {
+                        return Err(ChatError::Invalid {
+                            field: "conversation_history",
+                            problem: format!(
+                                "at most {} entries",
+                                self.config.max_history_messages
+                            ),
+                        });
+                    }
+                    if history
+                        .iter()
+                        .any(|(_, c)| c.chars().count() > self.config.max_message_chars)
+                    {
+                        return Err(ChatError::Invalid {
+                            field: "conversation_history",
+                            problem: format!(
+                                "entries of at most {} characters",
+                                self.config.max_message_chars
+                            ),
+                        });
+                    }
+                    (
+                        None,
+                        history
+                            .iter()
+                            .map(|(s, c)| ChatMessage::text(*s, c.clone()))
+                            .collect(),
+                    )
+                }
+                (None, None) => (
+                    Some(
+                        self.new_conversation(principal, &specialist, &message)
+                            .await?,
+                    ),
+                    Vec::new(),
+                ),
+            };
+
+        // Attachments: the caller's files; text into the prompt, images to models that take them.
+        let mut texts = Vec::new();
+        let mut images = Vec::new();
+        let mut attached = Vec::new();
+        let mut budget = self.config.attachment_budget_chars;
+        for id in &input.file_ids {
+            let file = self.files.get(principal, *id).await?;
+            attached.push(serde_json::json!({"file_id": file.id, "name": file.display_name, "mime": file.mime}));
+            if file.mime.starts_with("image/") {
+                if !specialist.accepts_images {
+                    return Err(ChatError::AttachmentNotSupported(format!(
+                        "{} does not take images",
+                        specialist.name
+                    )));
+                }
+                if file.size as u64 > self.config.max_image_bytes {
+                    return Err(ChatError::AttachmentNotSupported(format!(
+                        "images up to {} bytes",
+                        self.config.max_image_bytes
+                    )));
+                }
+                let bytes = self.files.bytes(principal, file.id).await?;
+                images.push(Part::Image {
+                    mime: file.mime.clone(),
+                    base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+                });
+                continue;
+            }
+            let (text, _) =
+                self.files
+                    .text(principal, file.id)
+                    .await
+                    .map_err(|e| match e {
+                        FileError::UnsupportedType(_) => ChatError::AttachmentNotSupported(
+                            format!("no text in {}", file.display_name),
+                        ),
+                        other => ChatError::Files(other),
+                    })?;
+            let text: String = text.chars().take(budget).collect();
+            budget -= text.chars().count();
+            texts.push((file.display_name.clone(), text));
+        }
+
+        // The user message is stored before the provider is called.
+        if let Some(conversation_id) = conversation_id {
+            self.store
+                .append_message(&NewMessage {
+                    id: new_id(),
+                    conversation_id,
+                    role: MessageRole::User,
+                    content: message.clone(),
+                    attachments: serde_json::Value::Array(attached),
+                    input_tokens: None,
+                    output_tokens: None,
+                    status: MessageStatus::Complete,
+                    created_at: now_utc(),
+                })
+                .await?;
+        }
+        messages.push(prompt::user_turn(&message, &texts, images));
+        let request = ChatRequest {
+            model: String::new(),
+            system: Some(specialist.system_prompt.clone()),
+            messages,
+            temperature: input.temperature.or(specialist.temperature),
+            max_tokens: input.max_tokens.or(specialist.max_tokens),
+            stop: Vec::new(),
+            user: Some(principal.user_hash.clone()),
+        };
+        Ok(Prepared {
+            assistant_message_id: conversation_id.map(|_| new_id()),
+            conversation_id,
+            specialist,
+            request,
+            user_hash: principal.user_hash.clone(),
+            request_id,
+            started,
+            streamed: false,
+        })
+    }
+
+    async fn new_conversation(
+        &self,
+        principal: &Principal,
+        specialist: &Specialist,
+        message: &str,
+    ) -> Result<Uuid, ChatError> {
+        let now = now_utc();
+        let mut title: String = message.chars().take(60).collect();
+        if title.len() < message.len() {
+            title.push('…');
+        }
+        let conversation = Conversation {
+            id: new_id(),
+            owner: principal.user_id.clone(),
+            title: Some(title),
+            specialist_id: Some(specialist.id.clone()),
+            message_count: 0,
+            created_at: now,
+            updated_at: now,
+            archived_at: None,
+            deleted_at: None,
+        };
+        self.store.create_conversation(&conversation).await?;
+        Ok(conversation.id)
+    }
+}
