@@ -158,7 +158,8 @@ impl ChatService {
         }
     }
 
-    /// Stores the assistant message and accounts the call.
+    /// Accounts the call, then stores the assistant message: the usage row comes first so a
+    /// storage failure can never leave a provider call unaccounted.
     async fn finish(
         &self,
         p: &Prepared,
@@ -166,21 +167,6 @@ impl ChatService {
         status: MessageStatus,
         error_code: Option<&str>,
     ) -> Result<ChatOutcome, ChatError> {
-        if let (Some(conversation_id), Some(id)) = (p.conversation_id, p.assistant_message_id) {
-            self.store
-                .append_message(&NewMessage {
-                    id,
-                    conversation_id,
-                    role: MessageRole::Assistant,
-                    content: c.content.clone(),
-                    attachments: serde_json::json!([]),
-                    input_tokens: Some(c.usage.input_tokens as i64),
-                    output_tokens: Some(c.usage.output_tokens as i64),
-                    status,
-                    created_at: now_utc(),
-                })
-                .await?;
-        }
         let latency = p.started.elapsed();
         self.account(
             p,
@@ -193,6 +179,8 @@ impl ChatService {
             error_code,
         )
         .await;
+        self.append_answer(p, &c.content, Some(c.usage), status)
+            .await?;
         Ok(ChatOutcome {
             content: c.content.clone(),
             conversation_id: p.conversation_id,
@@ -210,24 +198,40 @@ impl ChatService {
         })
     }
 
-    /// A call that produced nothing: an empty assistant message with status `error`, and a
-    /// failed usage row.
-    async fn fail(&self, p: &Prepared, f: &CallFailure) -> Result<(), ChatError> {
-        if let (Some(conversation_id), Some(id)) = (p.conversation_id, p.assistant_message_id) {
-            self.store
-                .append_message(&NewMessage {
-                    id,
-                    conversation_id,
-                    role: MessageRole::Assistant,
-                    content: String::new(),
-                    attachments: serde_json::json!([]),
-                    input_tokens: None,
-                    output_tokens: None,
-                    status: MessageStatus::Error,
-                    created_at: now_utc(),
-                })
-                .await?;
+    /// Appends the assistant message (in conversation mode); a failure is logged here.
+    async fn append_answer(
+        &self,
+        p: &Prepared,
+        content: &str,
+        usage: Option<Usage>,
+        status: MessageStatus,
+    ) -> Result<(), ChatError> {
+        let (Some(conversation_id), Some(id)) = (p.conversation_id, p.assistant_message_id) else {
+            return Ok(());
+        };
+        let appended = self
+            .store
+            .append_message(&NewMessage {
+                id,
+                conversation_id,
+                role: MessageRole::Assistant,
+                content: content.to_owned(),
+                attachments: serde_json::json!([]),
+                input_tokens: usage.map(|u| u.input_tokens as i64),
+                output_tokens: usage.map(|u| u.output_tokens as i64),
+                status,
+                created_at: now_utc(),
+            })
+            .await;
+        if let Err(e) = &appended {
+            tracing::error!(error = %e, conversation = %conversation_id, "could not store the assistant message");
         }
+        Ok(appended.map(drop)?)
+    }
+
+    /// A call that produced nothing: a failed usage row, then an empty assistant message
+    /// with status `error`.
+    async fn fail(&self, p: &Prepared, f: &CallFailure) -> Result<(), ChatError> {
         let model = f
             .model
             .clone()
@@ -244,7 +248,7 @@ impl ChatService {
             Some(f.error.code()),
         )
         .await;
-        Ok(())
+        self.append_answer(p, "", None, MessageStatus::Error).await
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -67,16 +67,19 @@ fn render(value: &serde_json::Value, out: &mut String) {
     }
 }
 
+/// Claims a key. A claim still unanswered after `pending_limit` (longer than any generation
+/// may run) belonged to a request that died, and is taken over.
 pub async fn begin(
     store: &dyn Store,
     owner: &str,
     key: &str,
     hash: &str,
+    pending_limit: Duration,
 ) -> Result<Outcome, StoreError> {
     let now = now_utc();
     Ok(
         match store
-            .claim_idempotency_key(owner, key, hash, now, now - LIFETIME)
+            .claim_idempotency_key(owner, key, hash, now, now - LIFETIME, now - pending_limit)
             .await?
         {
             IdempotencyClaim::Claimed => Outcome::Proceed,

@@ -65,6 +65,8 @@ pub enum ChatError {
     Store(#[from] StoreError),
     #[error("the generation task failed")]
     Internal,
+    #[error("the server is shutting down")]
+    ShuttingDown,
 }
 
 /// What the caller learns when a call ends.
@@ -125,6 +127,8 @@ pub struct ChatService {
     generations: TaskTracker,
     /// Fired at the shutdown deadline: running generations stop and are stored as `cut`.
     cut: CancellationToken,
+    /// Set when shutdown begins: no new generation starts after it.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl ChatService {
@@ -150,6 +154,7 @@ impl ChatService {
             config,
             generations: TaskTracker::new(),
             cut: CancellationToken::new(),
+            closing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -173,6 +178,9 @@ impl ChatService {
         input: ChatInput,
         request_id: String,
     ) -> Result<ChatOutcome, ChatError> {
+        if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ChatError::ShuttingDown);
+        }
         let prepared = self.prepare(principal, input, request_id).await?;
         let this = self.clone();
         self.generations
@@ -189,6 +197,9 @@ impl ChatService {
         input: ChatInput,
         request_id: String,
     ) -> Result<(StreamStart, mpsc::UnboundedReceiver<ChatEvent>), ChatError> {
+        if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ChatError::ShuttingDown);
+        }
         let mut prepared = self.prepare(principal, input, request_id).await?;
         prepared.streamed = true;
         let start = StreamStart {
@@ -207,6 +218,8 @@ impl ChatService {
     /// Waits for running generations, cutting them at the deadline; then writes every
     /// queued usage row. Call once the server no longer accepts requests.
     pub async fn shutdown(&self, deadline: Duration) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.generations.close();
         if tokio::time::timeout(deadline, self.generations.wait())
             .await
@@ -217,7 +230,17 @@ impl ChatService {
                 "cutting generations still running at the deadline"
             );
             self.cut.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(10), self.generations.wait()).await;
+            // Cut generations store what they have and finish promptly; wait for all of them,
+            // so none sends a usage row after the writer stopped.
+            while tokio::time::timeout(Duration::from_secs(10), self.generations.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    running = self.generations.len(),
+                    "generations still finishing after the cut"
+                );
+            }
         }
         self.usage.shutdown().await;
     }

@@ -13,6 +13,11 @@ use crate::domain::{
 use crate::files::FileError;
 use crate::providers::{ChatMessage, ChatRequest, Part};
 
+/// Files one message may attach.
+pub const MAX_ATTACHMENTS: usize = 10;
+/// The largest `max_tokens` a request may ask for.
+pub const MAX_TOKENS_LIMIT: u32 = 1_000_000;
+
 impl ChatService {
     pub(super) async fn prepare(
         &self,
@@ -45,10 +50,13 @@ impl ChatService {
                 problem: "between 0 and 2".into(),
             });
         }
-        if input.max_tokens == Some(0) {
+        if input
+            .max_tokens
+            .is_some_and(|n| n == 0 || n > MAX_TOKENS_LIMIT)
+        {
             return Err(ChatError::Invalid {
                 field: "max_tokens",
-                problem: "at least 1".into(),
+                problem: format!("between 1 and {MAX_TOKENS_LIMIT}"),
             });
         }
         let specialist = self
@@ -108,21 +116,27 @@ impl ChatService {
                             .collect(),
                     )
                 }
-                (None, None) => (
-                    Some(
-                        self.new_conversation(principal, &specialist, &message)
-                            .await?,
-                    ),
-                    Vec::new(),
-                ),
+                // A new conversation: created below, once everything else checked out.
+                (None, None) => (None, Vec::new()),
             };
+        let new_conversation =
+            input.conversation_id.is_none() && input.conversation_history.is_none();
 
         // Attachments: the caller's files; text into the prompt, images to models that take them.
         let mut texts = Vec::new();
         let mut images = Vec::new();
         let mut attached = Vec::new();
         let mut budget = self.config.attachment_budget_chars;
-        for id in &input.file_ids {
+        let mut file_ids = input.file_ids.clone();
+        file_ids.sort_unstable();
+        file_ids.dedup();
+        if file_ids.len() > MAX_ATTACHMENTS {
+            return Err(ChatError::Invalid {
+                field: "file_ids",
+                problem: format!("at most {MAX_ATTACHMENTS} files"),
+            });
+        }
+        for id in &file_ids {
             let file = self.files.get(principal, *id).await?;
             attached.push(serde_json::json!({"file_id": file.id, "name": file.display_name, "mime": file.mime}));
             if file.mime.starts_with("image/") {
@@ -145,6 +159,9 @@ impl ChatService {
                 });
                 continue;
             }
+            if budget == 0 {
+                continue;
+            }
             let (text, _) =
                 self.files
                     .text(principal, file.id)
@@ -160,6 +177,14 @@ impl ChatService {
             texts.push((file.display_name.clone(), text));
         }
 
+        let conversation_id = if new_conversation {
+            Some(
+                self.new_conversation(principal, &specialist, &message)
+                    .await?,
+            )
+        } else {
+            conversation_id
+        };
         // The user message is stored before the provider is called.
         if let Some(conversation_id) = conversation_id {
             self.store

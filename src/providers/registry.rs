@@ -67,6 +67,17 @@ pub enum StreamEvent {
 
 pub type GenerationStream = Pin<Box<dyn Stream<Item = StreamEvent> + Send>>;
 
+/// A successful attempt and what it was made with.
+struct Won<T> {
+    value: T,
+    entry: Arc<Entry>,
+    /// The request as sent (with the upstream model name).
+    request: ChatRequest,
+    model: String,
+    started: Instant,
+    attempts: u32,
+}
+
 pub(super) struct Entry {
     pub(super) provider: Arc<dyn Provider>,
     pub(super) breaker: Breaker,
@@ -233,79 +244,30 @@ impl Registry {
         chain: &[String],
         request: &ChatRequest,
     ) -> Result<Completion, CallFailure> {
-        let started = Instant::now();
-        let mut attempts = 0;
-        let mut last = CallFailure {
-            error: ProviderError::NotConfigured("no model given".into()),
-            provider: None,
-            model: None,
-            latency: Duration::ZERO,
-            attempts: 0,
-        };
-        for model_id in chain {
-            let Some((entry, upstream)) = self.resolve(model_id, &mut last) else {
-                continue;
-            };
-            let mut request = request.clone();
-            request.model = upstream.to_owned();
-            let mut backoff = self.backoff();
-            loop {
-                attempts += 1;
-                let attempt_started = Instant::now();
-                let outcome = if entry.breaker.allow() {
-                    match tokio::time::timeout(self.request_timeout, entry.provider.send(&request))
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(_) => Err(ProviderError::Timeout),
-                    }
-                } else {
-                    Err(ProviderError::CircuitOpen(entry.provider.name().to_owned()))
-                };
-                log_attempt(
-                    model_id,
-                    attempts,
-                    &outcome.as_ref().map(|_| ()),
-                    attempt_started.elapsed(),
-                );
-                match outcome {
-                    Ok(response) => {
-                        self.record_success(&entry);
-                        let usage = response
-                            .usage
-                            .unwrap_or_else(|| estimate(&request, &response.content));
-                        return Ok(Completion {
-                            cost_nano_usd: self.pricing.cost_nano_usd(model_id, &usage),
-                            content: response.content,
-                            usage,
-                            finish_reason: response.finish_reason,
-                            provider: entry.provider.name().to_owned(),
-                            model: model_id.clone(),
-                            latency: started.elapsed(),
-                            ttft: None,
-                            attempts,
-                        });
-                    }
-                    Err(error) => {
-                        self.record_failure(&entry, &error);
-                        if error.retryable()
-                            && let Some(delay) = backoff.next().and_then(|d| self.wait(&error, d))
-                        {
-                            tokio::time::sleep(delay).await;
-                            continue;
-                        }
-                        last = failure(error, &entry, model_id, started, attempts);
-                        break;
-                    }
-                }
-            }
-            if !last.error.falls_back() {
-                break;
-            }
-        }
-        last.latency = started.elapsed();
-        last.attempts = attempts;
-        Err(last)
+        let timeout = self.request_timeout;
+        let won = self
+            .first_success(chain, request, |entry, request| async move {
+                tokio::time::timeout(timeout, entry.provider.send(&request))
+                    .await
+                    .unwrap_or(Err(ProviderError::Timeout))
+            })
+            .await?;
+        self.record_success(&won.entry);
+        let response = won.value;
+        let usage = response
+            .usage
+            .unwrap_or_else(|| estimate(&won.request, &response.content));
+        Ok(Completion {
+            cost_nano_usd: self.pricing.cost_nano_usd(&won.model, &usage),
+            content: response.content,
+            usage,
+            finish_reason: response.finish_reason,
+            provider: won.entry.provider.name().to_owned(),
+            model: won.model,
+            latency: won.started.elapsed(),
+            ttft: None,
+            attempts: won.attempts,
+        })
     }
 
     /// A streamed answer, trying `chain` in order. Retries and fallbacks happen only until
@@ -316,6 +278,47 @@ impl Registry {
         chain: &[String],
         request: &ChatRequest,
     ) -> Result<GenerationStream, CallFailure> {
+        let won = self
+            .first_success(chain, request, |entry, request| async move {
+                self.open(&entry, &request).await
+            })
+            .await?;
+        let (first, rest) = won.value;
+        let state = Generation {
+            inner: rest,
+            pending: first,
+            content: String::new(),
+            usage: None,
+            finish: None,
+            entry: won.entry,
+            pricing: self.pricing.clone(),
+            request: won.request,
+            model: won.model,
+            started: won.started,
+            ttft: Some(won.started.elapsed()),
+            attempts: won.attempts,
+            finished: false,
+        };
+        Ok(Box::pin(futures_util::stream::unfold(
+            state,
+            Generation::next,
+        )))
+    }
+
+    /// Tries each model of `chain` in turn, retrying one model on retryable errors (with
+    /// backoff, honouring retry-after) and falling back on provider-side failures, until
+    /// `attempt` succeeds. Each attempt passes the model's circuit breaker and is logged.
+    async fn first_success<T, F, Fut>(
+        &self,
+        chain: &[String],
+        request: &ChatRequest,
+        mut attempt: F,
+    ) -> Result<Won<T>, CallFailure>
+    where
+        // Owned arguments (one cheap clone per attempt) keep the future `Send`.
+        F: FnMut(Arc<Entry>, ChatRequest) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
         let started = Instant::now();
         let mut attempts = 0;
         let mut last = CallFailure {
@@ -336,7 +339,7 @@ impl Registry {
                 attempts += 1;
                 let attempt_started = Instant::now();
                 let outcome = if entry.breaker.allow() {
-                    self.open(&entry, &request).await
+                    attempt(entry.clone(), request.clone()).await
                 } else {
                     Err(ProviderError::CircuitOpen(entry.provider.name().to_owned()))
                 };
@@ -347,26 +350,15 @@ impl Registry {
                     attempt_started.elapsed(),
                 );
                 match outcome {
-                    Ok((first, rest)) => {
-                        let state = Generation {
-                            inner: rest,
-                            pending: first,
-                            content: String::new(),
-                            usage: None,
-                            finish: None,
-                            entry: entry.clone(),
-                            pricing: self.pricing.clone(),
+                    Ok(value) => {
+                        return Ok(Won {
+                            value,
+                            entry,
                             request,
                             model: model_id.clone(),
                             started,
-                            ttft: Some(started.elapsed()),
                             attempts,
-                            finished: false,
-                        };
-                        return Ok(Box::pin(futures_util::stream::unfold(
-                            state,
-                            Generation::next,
-                        )));
+                        });
                     }
                     Err(error) => {
                         self.record_failure(&entry, &error);

@@ -186,7 +186,7 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_file(&self, id: Uuid, at: OffsetDateTime) -> Result<bool, StoreError>;
 
     /// Claims `key` for `owner` unless a claim newer than `not_before` exists (older ones are
-    /// replaced).
+    /// replaced, and so are unanswered ones older than `pending_before`: their request died).
     async fn claim_idempotency_key(
         &self,
         owner: &str,
@@ -194,6 +194,7 @@ pub trait Store: Send + Sync + 'static {
         body_hash: &str,
         now: OffsetDateTime,
         not_before: OffsetDateTime,
+        pending_before: OffsetDateTime,
     ) -> Result<IdempotencyClaim, StoreError>;
 
     /// Stores the answer of a claimed key.

@@ -139,6 +139,8 @@ impl Store for PostgresStore {
                 .push_bind(&r.error_code)
                 .push_bind(r.created_at);
         });
+        // A retried batch whose first write did commit must not fail on its own rows.
+        qb.push(" ON CONFLICT (id) DO NOTHING");
         qb.build().execute(&self.pool).await?;
         Ok(())
     }
@@ -316,14 +318,17 @@ impl Store for PostgresStore {
         body_hash: &str,
         now: OffsetDateTime,
         not_before: OffsetDateTime,
+        pending_before: OffsetDateTime,
     ) -> Result<IdempotencyClaim, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "DELETE FROM idempotency_keys WHERE owner = $1 AND key = $2 AND created_at < $3",
+            "DELETE FROM idempotency_keys WHERE owner = $1 AND key = $2 \
+             AND (created_at < $3 OR (response IS NULL AND created_at < $4))",
         )
         .bind(owner)
         .bind(key)
         .bind(not_before)
+        .bind(pending_before)
         .execute(&mut *tx)
         .await?;
         let inserted = sqlx::query(

@@ -192,6 +192,8 @@ impl Store for SqliteStore {
                 .push_bind(r.error_code.clone())
                 .push_bind(created_at);
         });
+        // A retried batch whose first write did commit must not fail on its own rows.
+        qb.push(" ON CONFLICT (id) DO NOTHING");
         qb.build().execute(&self.pool).await?;
         Ok(())
     }
@@ -365,14 +367,19 @@ impl Store for SqliteStore {
         body_hash: &str,
         now: OffsetDateTime,
         not_before: OffsetDateTime,
+        pending_before: OffsetDateTime,
     ) -> Result<IdempotencyClaim, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM idempotency_keys WHERE owner = ? AND key = ? AND created_at < ?")
-            .bind(owner)
-            .bind(key)
-            .bind(ts(not_before)?)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE owner = ? AND key = ? \
+             AND (created_at < ? OR (response IS NULL AND created_at < ?))",
+        )
+        .bind(owner)
+        .bind(key)
+        .bind(ts(not_before)?)
+        .bind(ts(pending_before)?)
+        .execute(&mut *tx)
+        .await?;
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (owner, key, body_hash, response, created_at) VALUES (?, ?, ?, NULL, ?) \
              ON CONFLICT (owner, key) DO NOTHING",

@@ -17,6 +17,9 @@ use crate::domain::UsageRecord;
 /// The writer task and the signal that tells it to drain and stop.
 type Task = (JoinHandle<()>, tokio::sync::oneshot::Sender<()>);
 
+/// How long the shutdown drain may keep retrying a database that refuses writes.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
 #[derive(Clone)]
 pub struct UsageWriter {
     tx: mpsc::Sender<UsageRecord>,
@@ -98,38 +101,48 @@ async fn run(
                     batch.push(row);
                     deadline.get_or_insert_with(|| Instant::now() + flush_every);
                     if batch.len() >= batch_rows {
-                        flush(store.as_ref(), &mut batch, &depth).await;
+                        flush(store.as_ref(), &mut batch, &depth, None).await;
                         deadline = None;
                     }
                 }
                 None => break,
             },
             () = timer => {
-                flush(store.as_ref(), &mut batch, &depth).await;
+                flush(store.as_ref(), &mut batch, &depth, None).await;
                 deadline = None;
             }
             _ = &mut stop => break,
         }
     }
-    // Drain: no sender may add more once shutdown was asked for.
+    // Drain: no sender may add more once shutdown was asked for; the whole drain is bounded.
     rx.close();
+    let give_up = Some(Instant::now() + DRAIN_LIMIT);
     while let Some(row) = rx.recv().await {
         batch.push(row);
         if batch.len() >= batch_rows {
-            flush(store.as_ref(), &mut batch, &depth).await;
+            flush(store.as_ref(), &mut batch, &depth, give_up).await;
         }
     }
-    flush(store.as_ref(), &mut batch, &depth).await;
+    flush(store.as_ref(), &mut batch, &depth, give_up).await;
 }
 
-/// Writes a batch, retrying with backoff; after the last try the rows are logged in full so
-/// they can be replayed, never silently lost.
-async fn flush(store: &dyn Store, batch: &mut Vec<UsageRecord>, depth: &AtomicUsize) {
+/// Writes a batch, retrying with backoff (the insert is idempotent, so a retry after an
+/// unclear commit is safe). While running it never gives up: the queue fills and senders
+/// wait, which is the backpressure. During the shutdown drain it gives up at `give_up`, and
+/// then logs every row in full so it can be replayed; nothing is dropped silently.
+async fn flush(
+    store: &dyn Store,
+    batch: &mut Vec<UsageRecord>,
+    depth: &AtomicUsize,
+    give_up: Option<Instant>,
+) {
     if batch.is_empty() {
         return;
     }
     let mut wait = Duration::from_millis(100);
-    for attempt in 1..=8 {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
         match store.insert_usage(batch).await {
             Ok(()) => {
                 depth.fetch_sub(batch.len(), Ordering::Relaxed);
@@ -138,13 +151,16 @@ async fn flush(store: &dyn Store, batch: &mut Vec<UsageRecord>, depth: &AtomicUs
             }
             Err(e) => {
                 tracing::warn!(error = %e, rows = batch.len(), attempt, "usage write failed; retrying");
+                if give_up.is_some_and(|at| Instant::now() + wait > at) {
+                    break;
+                }
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
         }
     }
     for row in batch.drain(..) {
-        tracing::error!(usage = ?row, "usage row could not be written");
+        tracing::error!(usage = ?row, "usage row could not be written before shutdown");
         depth.fetch_sub(1, Ordering::Relaxed);
     }
 }

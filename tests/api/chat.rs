@@ -534,6 +534,27 @@ async fn refusals_and_ownership(backend: Backend) {
         .json()
         .await
         .unwrap();
+    // A file of bob's, which alice may not attach.
+    let boundary = "b0undary";
+    let upload = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"b.txt\"\r\nContent-Type: text/plain\r\n\r\nbob's secret\r\n--{boundary}--\r\n"
+    );
+    let bobs: Value = app
+        .post("/v1/files")
+        .bearer_auth(&bob)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(upload)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bobs_file = bobs["data"][0]["id"].clone();
+    let many: Vec<String> = (0..11).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     let long = "x".repeat(10_001);
     // (token, body, status, code, why)
     let cases: Vec<(&str, Value, u16, &str, &str)> = vec![
@@ -588,10 +609,17 @@ async fn refusals_and_ownership(backend: Backend) {
         ),
         (
             &alice,
-            json!({"specialist_id": "general", "message": "hi", "file_ids": [uuid::Uuid::now_v7()]}),
+            json!({"specialist_id": "general", "message": "hi", "file_ids": [bobs_file]}),
             404,
             "not_found",
             "a file that is not yours",
+        ),
+        (
+            &alice,
+            json!({"specialist_id": "general", "message": "hi", "file_ids": many}),
+            422,
+            "invalid_field",
+            "too many files",
         ),
         (
             &alice,
@@ -614,6 +642,11 @@ async fn refusals_and_ownership(backend: Backend) {
             assert_envelope(response, status, code).await;
         }
     }
+    // Nothing refused left a conversation behind: only the first, answered one exists.
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM conversations").await,
+        1
+    );
 }
 
 async fn stateless_mode_stores_only_usage(backend: Backend) {

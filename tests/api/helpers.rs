@@ -467,15 +467,15 @@ pub async fn count(db: &TestDatabase, sql: &'static str) -> i64 {
     }
 }
 
-/// Polls `count` until it reaches `want` (the usage writer flushes in the background).
+/// Polls `count` until it reaches `want` (the usage writer flushes in the background), then
+/// lets it settle and counts again, so a late duplicate shows up as a mismatch.
 pub async fn eventually_count(db: &TestDatabase, sql: &'static str, want: i64) -> i64 {
-    let mut last = 0;
     for _ in 0..100 {
-        last = count(db, sql).await;
-        if last >= want {
+        if count(db, sql).await >= want {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    last
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    count(db, sql).await
 }

@@ -182,6 +182,7 @@ pub async fn send(
             &owner,
             key,
             &idempotency::body_hash(&raw),
+            time::Duration::seconds(state.config.chat.max_generation_secs as i64 + 60),
         )
         .await?
         {
@@ -374,6 +375,11 @@ impl From<ChatError> for ApiError {
             ChatError::Files(inner) => inner.into(),
             ChatError::Store(inner) => inner.into(),
             ChatError::Internal => Self::internal(),
+            ChatError::ShuttingDown => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The server is shutting down; try again shortly.",
+            ),
         }
     }
 }
