@@ -18,6 +18,14 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
+impl Drop for Server {
+    /// A test that fails half-way must not leave its server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts `colloquy serve` on a free port with a fresh SQLite file, JSON logs at trace level.
 fn start(extra_env: &[(&str, &str)]) -> Server {
     let dir = tempfile::tempdir().unwrap();
@@ -83,7 +91,7 @@ fn token() -> String {
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_and_logs_hold_no_credentials() {
-    let mut server = start(&[]);
+    let server = start(&[]);
     let token = token();
     colloquy::tls::ensure_crypto_provider();
     let client = reqwest::Client::new();
@@ -145,12 +153,16 @@ async fn sigterm_lets_in_flight_requests_finish_and_logs_hold_no_credentials() {
         "the in-flight request finished after SIGTERM"
     );
 
-    let status = tokio::task::spawn_blocking(move || server.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let log_lines = server.logs.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.child.wait()
+    })
+    .await
+    .unwrap()
+    .unwrap();
     assert!(status.success(), "clean exit after draining: {status:?}");
-    let logs = server.logs.lock().unwrap().join("\n");
+    let logs = log_lines.lock().unwrap().join("\n");
     assert!(logs.contains("stopped"), "shutdown completed");
     for secret in [
         token.as_str(),
@@ -229,7 +241,7 @@ fn serve_refuses_to_start_with_an_unsafe_production_config() {
 
 #[tokio::test]
 async fn healthcheck_and_migrate_commands() {
-    let mut server = start(&[]);
+    let server = start(&[]);
     let check = |listen: &str| {
         Command::new(BIN)
             .arg("healthcheck")
@@ -246,9 +258,12 @@ async fn healthcheck_and_migrate_commands() {
         "0.0.0.0 is checked on loopback"
     );
     sigterm(&server.child);
-    let _ = tokio::task::spawn_blocking(move || server.child.wait())
-        .await
-        .unwrap();
+    let _ = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.child.wait()
+    })
+    .await
+    .unwrap();
     assert!(
         !check(&format!("127.0.0.1:{port}")).success(),
         "stopped server → non-zero"
@@ -284,7 +299,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 async fn a_50_mb_upload_and_download_do_not_grow_the_server_by_the_file_size() {
     let files = tempfile::tempdir().unwrap();
     let dir = files.path().display().to_string();
-    let mut server = start(&[
+    let server = start(&[
         // Quiet, but the start-up lines (with the address) still come.
         ("RUST_LOG", "warn,colloquy::server=info"),
         ("COLLOQUY_FILES__LOCAL_DIR", &dir),
@@ -366,5 +381,9 @@ async fn a_50_mb_upload_and_download_do_not_grow_the_server_by_the_file_size() {
         "the server's peak memory grew by {grown_mib} MiB for a 50 MiB file"
     );
     sigterm(&server.child);
-    let _ = tokio::task::spawn_blocking(move || server.child.wait()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.child.wait()
+    })
+    .await;
 }
