@@ -36,7 +36,7 @@ impl ChatService {
                 Err(ChatError::Provider(failure))
             }
             Err(None) => {
-                let partial = self.cut_completion(&p, String::new(), None);
+                let partial = self.cut_completion(&p, None, String::new(), None);
                 self.finish(&p, &partial, MessageStatus::Cut, Some("cut"))
                     .await?;
                 Err(ChatError::Cut("the answer took longer than allowed"))
@@ -61,7 +61,7 @@ impl ChatService {
                 return;
             }
             Err(None) => {
-                let partial = self.cut_completion(&p, String::new(), None);
+                let partial = self.cut_completion(&p, None, String::new(), None);
                 let _ = self
                     .finish(&p, &partial, MessageStatus::Cut, Some("cut"))
                     .await;
@@ -88,7 +88,13 @@ impl ChatService {
                 Next::Event(Some(event)) => *event,
                 Next::Event(None) => return,
                 Next::Cut => {
-                    let partial = self.cut_completion(&p, std::mem::take(&mut content), ttft);
+                    let answering = (stream.provider.clone(), stream.model.clone());
+                    let partial = self.cut_completion(
+                        &p,
+                        Some(answering),
+                        std::mem::take(&mut content),
+                        ttft,
+                    );
                     let _ = self
                         .finish(&p, &partial, MessageStatus::Cut, Some("cut"))
                         .await;
@@ -133,25 +139,33 @@ impl ChatService {
     }
 
     /// A completion for an answer we stopped ourselves: usage estimated.
-    fn cut_completion(&self, p: &Prepared, content: String, ttft: Option<Duration>) -> Completion {
+    fn cut_completion(
+        &self,
+        p: &Prepared,
+        answering: Option<(String, String)>,
+        content: String,
+        ttft: Option<Duration>,
+    ) -> Completion {
+        // The model that was answering when we stopped it (a fallback, perhaps); before any
+        // answer started, the specialist's own.
+        let (provider, model) = answering.unwrap_or_else(|| {
+            let provider = crate::providers::registry::split_model(&p.specialist.model)
+                .map(|(p, _)| p.to_owned())
+                .unwrap_or_default();
+            (provider, p.specialist.model.clone())
+        });
         let mut request = p.request.clone();
-        request.model = crate::providers::registry::split_model(&p.specialist.model)
+        request.model = crate::providers::registry::split_model(&model)
             .map(|(_, m)| m.to_owned())
             .unwrap_or_default();
         let usage = estimate(&request, &content);
-        let provider = crate::providers::registry::split_model(&p.specialist.model)
-            .map(|(p, _)| p.to_owned())
-            .unwrap_or_default();
         Completion {
-            cost_nano_usd: self
-                .providers
-                .pricing()
-                .cost_nano_usd(&p.specialist.model, &usage),
+            cost_nano_usd: self.providers.pricing().cost_nano_usd(&model, &usage),
             content,
             usage,
             finish_reason: crate::providers::FinishReason::Cut,
             provider,
-            model: p.specialist.model.clone(),
+            model,
             latency: p.started.elapsed(),
             ttft,
             attempts: 1,

@@ -65,7 +65,24 @@ pub enum StreamEvent {
     },
 }
 
-pub type GenerationStream = Pin<Box<dyn Stream<Item = StreamEvent> + Send>>;
+/// A generation in progress, and the model that is answering (after any fallback), so a
+/// caller that stops it early can still price what was generated.
+pub struct GenerationStream {
+    pub provider: String,
+    pub model: String,
+    inner: Pin<Box<dyn Stream<Item = StreamEvent> + Send>>,
+}
+
+impl Stream for GenerationStream {
+    type Item = StreamEvent;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<StreamEvent>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
 
 /// A successful attempt and what it was made with.
 struct Won<T> {
@@ -284,6 +301,7 @@ impl Registry {
             })
             .await?;
         let (first, rest) = won.value;
+        let (provider, model) = (won.entry.provider.name().to_owned(), won.model.clone());
         let state = Generation {
             inner: rest,
             pending: first,
@@ -299,10 +317,11 @@ impl Registry {
             attempts: won.attempts,
             finished: false,
         };
-        Ok(Box::pin(futures_util::stream::unfold(
-            state,
-            Generation::next,
-        )))
+        Ok(GenerationStream {
+            provider,
+            model,
+            inner: Box::pin(futures_util::stream::unfold(state, Generation::next)),
+        })
     }
 
     /// Tries each model of `chain` in turn, retrying one model on retryable errors (with

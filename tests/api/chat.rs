@@ -841,3 +841,52 @@ async fn chat_through_anthropic_by_config_alone() {
             .contains("business writer")
     );
 }
+
+/// A cut answer from a fallback model is accounted to that model, not the specialist's first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_fallback_answer_is_accounted_to_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("specialists.toml"),
+        "[[specialists]]\nid = \"s\"\nname = \"S\"\nsystem_prompt = \"Be brief.\"\nmodel = \"dead/some-model\"\nfallback_models = [\"mock/echo\"]\n",
+    )
+    .unwrap();
+    let config_dir = dir.path().display().to_string();
+    let Some(app) = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("COLLOQUY_CONFIG_DIR", config_dir.as_str()),
+            ("COLLOQUY_PROVIDERS__NAMED__DEAD__KIND", "openai"),
+            (
+                "COLLOQUY_PROVIDERS__NAMED__DEAD__BASE_URL",
+                "http://127.0.0.1:1/v1",
+            ),
+            ("COLLOQUY_PROVIDERS__MAX_RETRIES", "0"),
+            ("COLLOQUY_PROVIDERS__MOCK_TOKEN_INTERVAL_MS", "150"),
+            ("COLLOQUY_CHAT__MAX_GENERATION_SECS", "1"),
+            ("COLLOQUY_CHAT__USAGE_FLUSH_MS", "20"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let alice = app.token("alice", Role::User);
+    let message = "one two three four five six seven eight nine ten eleven twelve thirteen";
+    let events = read_events(
+        stream_request(
+            &app,
+            &alice,
+            json!({"specialist_id": "s", "message": message}),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(events.last().unwrap().2["code"], "cut", "{events:?}");
+    assert_eq!(
+        eventually_count(&app.db, "SELECT count(*) FROM usage_logs WHERE provider = 'mock' AND model = 'mock/echo' AND error_code = 'cut'", 1).await,
+        1
+    );
+}
