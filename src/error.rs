@@ -342,3 +342,93 @@ impl From<crate::api_keys::ApiKeyError> for ApiError {
         }
     }
 }
+
+impl From<crate::files::FileError> for ApiError {
+    fn from(e: crate::files::FileError) -> Self {
+        match e {
+            crate::files::FileError::NotFound => Self::not_found("file"),
+            crate::files::FileError::TooLarge { limit } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("A file may be at most {limit} bytes."),
+            ),
+            crate::files::FileError::UnsupportedType(why) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                why,
+            ),
+            crate::files::FileError::Invalid { field, problem } => {
+                Self::invalid_field(field, format!("Invalid field `{field}`: {problem}"))
+            }
+            crate::files::FileError::Forbidden(role) => {
+                Self::forbidden(format!("The {} role may not upload files.", role.as_str()))
+            }
+            crate::files::FileError::RangeNotSatisfiable { size } => Self::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("The range is outside the file's {size} bytes."),
+            )
+            .with_details(serde_json::json!({ "size": size })),
+            crate::files::FileError::Upload(why) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("The upload broke off: {why}"),
+            ),
+            crate::files::FileError::Storage(why) => {
+                tracing::error!(error = %why, "file storage error");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "File storage cannot be reached right now.",
+                )
+            }
+            crate::files::FileError::Store(inner) => inner.into(),
+        }
+    }
+}
+
+impl From<crate::chat::ChatError> for ApiError {
+    fn from(e: crate::chat::ChatError) -> Self {
+        match e {
+            crate::chat::ChatError::SpecialistNotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                "specialist_not_found",
+                "No such specialist, or not one you may use.",
+            ),
+            crate::chat::ChatError::ConversationNotFound => Self::not_found("conversation"),
+            crate::chat::ChatError::Invalid { field, problem } => {
+                Self::invalid_field(field, format!("Invalid field `{field}`: {problem}"))
+            }
+            crate::chat::ChatError::AttachmentNotSupported(why) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "attachment_not_supported",
+                format!("Attachment not supported: {why}."),
+            ),
+            crate::chat::ChatError::Forbidden => Self::forbidden("Viewers cannot chat."),
+            crate::chat::ChatError::Provider(failure) => {
+                let status = match failure.error.code() {
+                    "upstream_timeout" => StatusCode::GATEWAY_TIMEOUT,
+                    "context_length_exceeded" | "content_filtered" => {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    }
+                    "upstream_error" => StatusCode::BAD_GATEWAY,
+                    _ => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                Self::new(
+                    status,
+                    failure.error.code(),
+                    crate::chat::client_message(&failure.error),
+                )
+            }
+            crate::chat::ChatError::Cut(why) => Self::new(StatusCode::GATEWAY_TIMEOUT, "cut", why),
+            crate::chat::ChatError::Files(inner) => inner.into(),
+            crate::chat::ChatError::Store(inner) => inner.into(),
+            crate::chat::ChatError::Internal => Self::internal(),
+            crate::chat::ChatError::ShuttingDown => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The server is shutting down; try again shortly.",
+            ),
+        }
+    }
+}

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::chat::idempotency::{self, Outcome};
-use crate::chat::{ChatError, ChatEvent, ChatInput, ChatOutcome, Specialist, client_message};
+use crate::chat::{ChatEvent, ChatInput, ChatOutcome, Specialist};
 use crate::domain::Principal;
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::http::extract::ApiJson;
@@ -340,46 +340,4 @@ fn tokio_stream_from<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
 ) -> impl Stream<Item = T> + Send {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-impl From<ChatError> for ApiError {
-    fn from(e: ChatError) -> Self {
-        match e {
-            ChatError::SpecialistNotFound => Self::new(
-                StatusCode::NOT_FOUND,
-                "specialist_not_found",
-                "No such specialist, or not one you may use.",
-            ),
-            ChatError::ConversationNotFound => Self::not_found("conversation"),
-            ChatError::Invalid { field, problem } => {
-                Self::invalid_field(field, format!("Invalid field `{field}`: {problem}"))
-            }
-            ChatError::AttachmentNotSupported(why) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "attachment_not_supported",
-                format!("Attachment not supported: {why}."),
-            ),
-            ChatError::Forbidden => Self::forbidden("Viewers cannot chat."),
-            ChatError::Provider(failure) => {
-                let status = match failure.error.code() {
-                    "upstream_timeout" => StatusCode::GATEWAY_TIMEOUT,
-                    "context_length_exceeded" | "content_filtered" => {
-                        StatusCode::UNPROCESSABLE_ENTITY
-                    }
-                    "upstream_error" => StatusCode::BAD_GATEWAY,
-                    _ => StatusCode::SERVICE_UNAVAILABLE,
-                };
-                Self::new(status, failure.error.code(), client_message(&failure.error))
-            }
-            ChatError::Cut(why) => Self::new(StatusCode::GATEWAY_TIMEOUT, "cut", why),
-            ChatError::Files(inner) => inner.into(),
-            ChatError::Store(inner) => inner.into(),
-            ChatError::Internal => Self::internal(),
-            ChatError::ShuttingDown => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "The server is shutting down; try again shortly.",
-            ),
-        }
-    }
 }
