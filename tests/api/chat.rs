@@ -273,21 +273,12 @@ async fn history_and_attachments_reach_the_provider(backend: Backend) {
     assert_eq!(first["estimated_cost_usd"], json!(9.3e-6));
 
     // A text file attached to the second turn.
-    let boundary = "b0undary";
-    let upload = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"q3.csv\"\r\nContent-Type: text/csv\r\n\r\nquarter,revenue\nQ3,120\r\n--{boundary}--\r\n"
-    );
     let file: Value = app
-        .post("/v1/files")
-        .bearer_auth(&alice)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
+        .upload(
+            &alice,
+            &[(Some("q3.csv"), Some("text/csv"), b"quarter,revenue\nQ3,120")],
         )
-        .body(upload)
-        .send()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -332,20 +323,9 @@ async fn history_and_attachments_reach_the_provider(backend: Backend) {
     let png = [
         0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d,
     ];
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"p.png\"\r\nContent-Type: image/png\r\n\r\n").into_bytes();
-    body.extend_from_slice(&png);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let image: Value = app
-        .post("/v1/files")
-        .bearer_auth(&alice)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(body)
-        .send()
+        .upload(&alice, &[(Some("p.png"), Some("image/png"), &png)])
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -535,21 +515,12 @@ async fn refusals_and_ownership(backend: Backend) {
         .await
         .unwrap();
     // A file of bob's, which alice may not attach.
-    let boundary = "b0undary";
-    let upload = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"b.txt\"\r\nContent-Type: text/plain\r\n\r\nbob's secret\r\n--{boundary}--\r\n"
-    );
     let bobs: Value = app
-        .post("/v1/files")
-        .bearer_auth(&bob)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
+        .upload(
+            &bob,
+            &[(Some("b.txt"), Some("text/plain"), b"bob's secret")],
         )
-        .body(upload)
-        .send()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -8,7 +8,9 @@ use object_store::ObjectStore;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{Backend, Storage, TestApp, assert_envelope, storage_overrides};
+use crate::helpers::{
+    Backend, Part, Storage, TestApp, assert_envelope, multipart, storage_overrides,
+};
 use crate::on_every_store;
 
 const PNG: &[u8] = &[
@@ -16,31 +18,6 @@ const PNG: &[u8] = &[
     1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89,
 ];
 const PDF: &[u8] = include_bytes!("fixtures/hello.pdf");
-
-/// One multipart part: (filename, content type, bytes).
-type Part<'a> = (Option<&'a str>, Option<&'a str>, &'a [u8]);
-
-fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
-    let boundary = "colloquy-test-boundary-7MA4YWxkTrZu0gW";
-    let mut body = Vec::new();
-    for (i, (name, ct, bytes)) in parts.iter().enumerate() {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        let filename = name
-            .map(|n| format!("; filename=\"{n}\""))
-            .unwrap_or_default();
-        body.extend_from_slice(
-            format!("Content-Disposition: form-data; name=\"file{i}\"{filename}\r\n").as_bytes(),
-        );
-        if let Some(ct) = ct {
-            body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
-        }
-        body.extend_from_slice(b"\r\n");
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
 
 struct FileApp {
     app: TestApp,
@@ -57,17 +34,6 @@ async fn spawn(backend: Backend, storage: Storage, extra: &[(&str, &str)]) -> Op
     overrides.extend_from_slice(extra);
     let app = TestApp::spawn_with(backend, &overrides).await?;
     Some(FileApp { app, _dir: dir })
-}
-
-async fn upload(app: &TestApp, token: &str, parts: &[Part<'_>]) -> reqwest::Response {
-    let (content_type, body) = multipart(parts);
-    app.post("/v1/files")
-        .bearer_auth(token)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
 }
 
 /// How many objects the app's file storage holds.
@@ -93,19 +59,19 @@ async fn round_trip_ranges_and_delete(backend: Backend, storage: Storage) {
     };
     let alice = app.token("alice", Role::User);
     let text = "Revenue: 12 %\nCosts: 3 %\n".repeat(50);
-    let response = upload(
-        &app,
-        &alice,
-        &[
-            (Some("pixel.png"), Some("image/png"), PNG),
-            (
-                Some("notes.md"),
-                Some("text/markdown; charset=utf-8"),
-                text.as_bytes(),
-            ),
-        ],
-    )
-    .await;
+    let response = app
+        .upload(
+            &alice,
+            &[
+                (Some("pixel.png"), Some("image/png"), PNG),
+                (
+                    Some("notes.md"),
+                    Some("text/markdown; charset=utf-8"),
+                    text.as_bytes(),
+                ),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
     let files = body["data"].as_array().unwrap();
@@ -295,20 +261,20 @@ async fn type_checks_leave_nothing(backend: Backend, storage: Storage) {
         ),
     ];
     for (part, why) in cases {
-        let response = upload(&app, &alice, &[part]).await;
+        let response = app.upload(&alice, &[part]).await;
         assert_eq!(response.status(), 415, "{why}");
         assert_envelope(response, 415, "unsupported_media_type").await;
     }
     // All or nothing: a good file before a bad one is not kept.
-    let response = upload(
-        &app,
-        &alice,
-        &[
-            (Some("ok.png"), Some("image/png"), PNG),
-            (Some("bad.png"), Some("image/png"), exe),
-        ],
-    )
-    .await;
+    let response = app
+        .upload(
+            &alice,
+            &[
+                (Some("ok.png"), Some("image/png"), PNG),
+                (Some("bad.png"), Some("image/png"), exe),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), 415);
     // Not multipart at all; an empty form; a viewer.
     let response = app
@@ -320,10 +286,12 @@ async fn type_checks_leave_nothing(backend: Backend, storage: Storage) {
         .await
         .unwrap();
     assert_envelope(response, 415, "unsupported_media_type").await;
-    let response = upload(&app, &alice, &[]).await;
+    let response = app.upload(&alice, &[]).await;
     assert_envelope(response, 422, "invalid_field").await;
     let viewer = app.token("victor", Role::Viewer);
-    let response = upload(&app, &viewer, &[(Some("ok.png"), Some("image/png"), PNG)]).await;
+    let response = app
+        .upload(&viewer, &[(Some("ok.png"), Some("image/png"), PNG)])
+        .await;
     assert_envelope(response, 403, "forbidden").await;
 
     let list: Value = app
@@ -355,12 +323,12 @@ async fn over_limit_leaves_nothing(backend: Backend, storage: Storage) {
     };
     let alice = app.token("alice", Role::User);
     let big = "x".repeat(50_000);
-    let response = upload(
-        &app,
-        &alice,
-        &[(Some("big.txt"), Some("text/plain"), big.as_bytes())],
-    )
-    .await;
+    let response = app
+        .upload(
+            &alice,
+            &[(Some("big.txt"), Some("text/plain"), big.as_bytes())],
+        )
+        .await;
     assert_envelope(response, 413, "payload_too_large").await;
     // Streamed in chunks, no length declared: refused while streaming.
     let (content_type, body) = multipart(&[(Some("big.txt"), Some("text/plain"), big.as_bytes())]);
@@ -380,8 +348,7 @@ async fn over_limit_leaves_nothing(backend: Backend, storage: Storage) {
     // Just under the limit is fine.
     let fits = "y".repeat(20_000);
     assert_eq!(
-        upload(
-            &app,
+        app.upload(
             &alice,
             &[(Some("fits.txt"), Some("text/plain"), fits.as_bytes())]
         )
@@ -415,7 +382,8 @@ async fn names_concurrency_and_ownership(backend: Backend, storage: Storage) {
         ("naïve résumé.txt", "naïve résumé.txt"),
     ];
     for (raw, shown) in hostile {
-        let body: Value = upload(&app, &alice, &[(Some(raw), Some("text/plain"), b"hello")])
+        let body: Value = app
+            .upload(&alice, &[(Some(raw), Some("text/plain"), b"hello")])
             .await
             .json()
             .await
@@ -445,12 +413,12 @@ async fn names_concurrency_and_ownership(backend: Backend, storage: Storage) {
             "{raw}"
         );
     }
-    let response = upload(
-        &app,
-        &alice,
-        &[(Some("naïve résumé.txt"), Some("text/plain"), b"x")],
-    )
-    .await;
+    let response = app
+        .upload(
+            &alice,
+            &[(Some("naïve résumé.txt"), Some("text/plain"), b"x")],
+        )
+        .await;
     let body: Value = response.json().await.unwrap();
     let id = body["data"][0]["id"].as_str().unwrap();
     let response = app
@@ -470,8 +438,7 @@ async fn names_concurrency_and_ownership(backend: Backend, storage: Storage) {
         let app = &app;
         let alice = &alice;
         async move {
-            upload(
-                app,
+            app.upload(
                 alice,
                 &[(Some("c.txt"), Some("text/plain"), content.as_bytes())],
             )
@@ -536,18 +503,18 @@ async fn pdf_and_docx_text_is_extracted() {
     let alice = app.token("alice", Role::User);
     let docx = docx_with("Board minutes: approve the budget.");
     let docx_type = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
-    let body: Value = upload(
-        &app,
-        &alice,
-        &[
-            (Some("q3.pdf"), Some("application/pdf"), PDF),
-            (Some("minutes.docx"), Some(docx_type), &docx),
-        ],
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let body: Value = app
+        .upload(
+            &alice,
+            &[
+                (Some("q3.pdf"), Some("application/pdf"), PDF),
+                (Some("minutes.docx"), Some(docx_type), &docx),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let pdf_id = body["data"][0]["id"].as_str().unwrap();
     let docx_id = body["data"][1]["id"].as_str().unwrap();
     let pdf: Value = app

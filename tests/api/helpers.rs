@@ -262,6 +262,18 @@ impl TestApp {
         .expect("mint token")
     }
 
+    /// Uploads files as one multipart request.
+    pub async fn upload(&self, token: &str, parts: &[Part<'_>]) -> reqwest::Response {
+        let (content_type, body) = multipart(parts);
+        self.post("/v1/files")
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -478,4 +490,31 @@ pub async fn eventually_count(db: &TestDatabase, sql: &'static str, want: i64) -
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     count(db, sql).await
+}
+
+/// One multipart part: (filename, content type, bytes).
+pub type Part<'a> = (Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+/// A multipart/form-data body built by hand, so tests can send what a client library would
+/// refuse to (hostile types, names). Returns the Content-Type and the body.
+pub fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
+    let boundary = "colloquy-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (i, (name, ct, bytes)) in parts.iter().enumerate() {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        let filename = name
+            .map(|n| format!("; filename=\"{n}\""))
+            .unwrap_or_default();
+        body.extend_from_slice(
+            format!("Content-Disposition: form-data; name=\"file{i}\"{filename}\r\n").as_bytes(),
+        );
+        if let Some(ct) = ct {
+            body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
