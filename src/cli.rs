@@ -123,9 +123,11 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    if let Err(e) = telemetry::init(config) {
-        return fail(&e);
-    }
+    // Held to the end of this function: dropping it flushes the queued log lines.
+    let _log_guard = match telemetry::init(config) {
+        Ok(guard) => guard,
+        Err(e) => return fail(&e),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => return fail(&e),

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -71,6 +72,13 @@ pub async fn serve(
     state.start().await;
     let app = build_app(state.clone());
     let stop = CancellationToken::new();
+    // Small writes (SSE events, short JSON answers) go out at once: with Nagle's algorithm
+    // on, an event written while the previous one awaits its ACK waits up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -1,5 +1,6 @@
-//! AppState: the shared services every handler may reach, cheap to clone (all `Arc`s).
+//! AppState: the shared services every handler may reach, behind one `Arc`.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::auth::{Authenticator, KeySetupError};
@@ -12,8 +13,13 @@ use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 use crate::tasks::Background;
 
+/// Cloned by every middleware layer of every request, so a clone is one reference count,
+/// not one per service (a Redis client's clone even allocates). Fields are reached through
+/// `Deref`: `state.config`, `state.chat`...
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+pub struct Services {
     /// The validated configuration the server started with.
     pub config: Arc<Config>,
     /// Postgres or SQLite, behind one API.
@@ -49,6 +55,14 @@ pub enum StateError {
     Specialists(#[from] crate::chat::specialists::SpecialistsError),
 }
 
+impl Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
 impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, StateError> {
         let redis = if config.redis.url.is_empty() {
@@ -71,7 +85,7 @@ impl AppState {
             specialists,
             config.chat.clone(),
         ));
-        Ok(Self {
+        Ok(Self(Arc::new(Services {
             chat,
             files,
             limiter,
@@ -85,7 +99,7 @@ impl AppState {
             store,
             redis,
             background,
-        })
+        })))
     }
 
     /// Start-up work that needs the runtime: warm the JWKS, start background loops.

@@ -2,12 +2,17 @@
 //! (through config). Credentials are never fields of any event we emit, and the HTTP layer
 //! marks Authorization, cookies and API-key headers sensitive.
 
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::config::{Config, ConfigError, LogFormat};
 
-pub fn init(config: &Config) -> Result<(), ConfigError> {
+/// Installs the subscriber. Lines are written by a thread of their own, in batches: a
+/// write to stderr per line cost the request path more than all else it logs (see
+/// bench/RESULTS.md). Keep the guard until the process ends; dropping it flushes what is
+/// queued. Nothing is dropped when the queue is full: callers wait instead.
+pub fn init(config: &Config) -> Result<Option<WorkerGuard>, ConfigError> {
     let filter = EnvFilter::try_new(&config.telemetry.filter).map_err(|e| ConfigError {
         setting: "telemetry.filter (RUST_LOG)".into(),
         problem: e.to_string(),
@@ -17,12 +22,19 @@ pub fn init(config: &Config) -> Result<(), ConfigError> {
         LogFormat::Pretty => false,
         LogFormat::Auto => config.is_production(),
     };
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        // The queue is allocated whole up front: 16k lines (512 KiB) rather than the
+        // default 128k (4 MiB) keeps idle memory low and is minutes of logging at full load.
+        .buffered_lines_limit(16 * 1024)
+        .thread_name("colloquy-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_span_events(FmtSpan::NONE);
     // A second init (tests) keeps the first subscriber; that is not an error.
-    let _ = if json {
+    let installed = if json {
         builder
             .json()
             .with_current_span(true)
@@ -31,5 +43,5 @@ pub fn init(config: &Config) -> Result<(), ConfigError> {
     } else {
         builder.compact().try_init()
     };
-    Ok(())
+    Ok(installed.is_ok().then_some(guard))
 }

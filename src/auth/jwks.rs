@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -37,6 +38,9 @@ struct Inner {
     refresh: Duration,
     min_refetch: Duration,
     keys: RwLock<HashMap<String, Arc<Key>>>,
+    /// Bumped whenever the key set is replaced, so tokens verified with an older set are
+    /// verified again (see `token_cache`).
+    generation: AtomicU64,
     /// When the last fetch caused by an unknown key id began: the floor between such
     /// fetches is measured from it (scheduled refreshes do not count against it).
     last_on_demand: Mutex<Option<Instant>>,
@@ -65,10 +69,16 @@ impl Jwks {
                 refresh: Duration::from_secs(config.jwks_refresh_secs),
                 min_refetch: Duration::from_secs(config.jwks_min_refetch_secs),
                 keys: RwLock::new(HashMap::new()),
+                generation: AtomicU64::new(0),
                 last_on_demand: Mutex::new(None),
                 fetching: tokio::sync::Mutex::new(()),
             }),
         })
+    }
+
+    /// Changes whenever the key set is replaced.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     pub fn accepts(&self, alg: Algorithm) -> bool {
@@ -167,6 +177,7 @@ impl Jwks {
         if let Ok(mut current) = self.inner.keys.write() {
             *current = keys;
         }
+        self.inner.generation.fetch_add(1, Ordering::Release);
         Ok(n)
     }
 

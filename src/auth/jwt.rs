@@ -19,6 +19,8 @@ pub struct TokenClaims {
     pub roles: Vec<Role>,
     /// The `email_verified` claim, when the token has one.
     pub email_verified: Option<bool>,
+    /// Until when (Unix seconds) the token is accepted: its `exp` plus the leeway.
+    pub valid_until: u64,
 }
 
 pub struct JwtVerifier {
@@ -116,6 +118,12 @@ impl JwtVerifier {
             email,
             roles,
             email_verified: claims.get("email_verified").and_then(Value::as_bool),
+            // Verification has checked `exp` is there and a number.
+            valid_until: claims
+                .get("exp")
+                .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)))
+                .unwrap_or(0)
+                .saturating_add(self.leeway),
         })
     }
 }

@@ -76,6 +76,11 @@ impl KeySources {
         self.jwks.as_ref()
     }
 
+    /// Changes whenever a key may have been withdrawn (the JWKS was fetched again).
+    pub fn generation(&self) -> u64 {
+        self.jwks.as_ref().map_or(0, Jwks::generation)
+    }
+
     /// The key and algorithm for a token with this header, or why there is none. Without
     /// `may_fetch` nothing leaves the process (no JWKS refetch).
     pub async fn resolve(

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod jwks;
 pub mod jwt;
 pub mod keys;
+mod token_cache;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,10 +65,14 @@ pub enum Credential<'a> {
     ApiKey(&'a str),
 }
 
+/// Distinct verified tokens remembered at once (see `token_cache`).
+const TOKEN_CACHE_CAPACITY: usize = 10_000;
+
 pub struct Authenticator {
     jwt: JwtVerifier,
     store: Arc<dyn Store>,
     keys: api_keys::KeyCache,
+    tokens: token_cache::TokenCache,
     default_role: Role,
     allowed_domains: Vec<String>,
     pepper: Secret,
@@ -84,6 +89,7 @@ impl Authenticator {
             jwt: JwtVerifier::new(config, KeySources::new(config)?),
             store,
             keys: api_keys::KeyCache::new(Duration::from_secs(config.api_key_cache_secs)),
+            tokens: token_cache::TokenCache::new(TOKEN_CACHE_CAPACITY),
             default_role: Role::parse(&config.default_role).unwrap_or(Role::Viewer),
             allowed_domains: config
                 .allowed_email_domains
@@ -125,6 +131,11 @@ impl Authenticator {
     }
 
     async fn authenticate_jwt(&self, token: &str, may_fetch: bool) -> Result<Principal, AuthError> {
+        // Read before verifying: a key set replaced meanwhile makes the entry stale at once.
+        let generation = self.jwt.keys().generation();
+        if let Some(principal) = self.tokens.get(token, generation) {
+            return Ok(principal);
+        }
         let claims = self.jwt.verify(token, may_fetch).await?;
         if !self.allowed_domains.is_empty() {
             // An unverified address proves nothing about its domain.
@@ -146,13 +157,16 @@ impl Authenticator {
             .copied()
             .max()
             .unwrap_or(self.default_role);
-        Ok(Principal {
+        let principal = Principal {
             user_hash: self.user_hash(claims.email.as_deref(), &claims.subject),
             user_id: claims.subject,
             email: claims.email,
             role,
             method: AuthMethod::Jwt,
-        })
+        };
+        self.tokens
+            .insert(token, &principal, claims.valid_until, generation);
+        Ok(principal)
     }
 
     async fn authenticate_key(&self, key: &str, may_query: bool) -> Result<Principal, AuthError> {

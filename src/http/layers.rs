@@ -10,13 +10,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use tower::ServiceBuilder;
-use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
-use tracing::{Span, field};
+use tracing::Span;
 
 use crate::config::Config;
 use crate::error::{ApiError, EnvelopeRendered};
@@ -72,13 +72,20 @@ pub fn apply(router: Router, config: &Config) -> Router {
                         },
                     ),
             )
+            // Below 1 KiB a body fits one packet anyway, and setting up an encoder (brotli's
+            // tables above all) cost more CPU than the whole request. Level 4 keeps most of
+            // the ratio of brotli's default level 11 at a fraction of its time.
             .layer(
-                CompressionLayer::new().gzip(true).br(true).compress_when(
-                    SizeAbove::new(256)
-                        .and(NotForContentType::SSE)
-                        .and(NotForContentType::IMAGES)
-                        .and(NotForContentType::GRPC),
-                ),
+                CompressionLayer::new()
+                    .gzip(true)
+                    .br(true)
+                    .quality(CompressionLevel::Precise(4))
+                    .compress_when(
+                        SizeAbove::new(1024)
+                            .and(NotForContentType::SSE)
+                            .and(NotForContentType::IMAGES)
+                            .and(NotForContentType::GRPC),
+                    ),
             )
             .layer(middleware::from_fn(envelope_fallback))
             .layer(cors(config))
@@ -144,31 +151,20 @@ fn make_span(request: &Request) -> Span {
         .get::<RequestId>()
         .map(|r| r.0.as_ref())
         .unwrap_or("");
-    // The route template is recorded after routing (`record_route`); the raw path and query
-    // are deliberately not logged, as they may carry ids or tokens.
-    tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %request.method(),
-        route = field::Empty,
-        status = field::Empty,
-        latency_ms = field::Empty,
-    )
+    // These layers run after routing, so the route template is known here (none for a 404).
+    // The raw path and query are deliberately not logged: they may carry ids or tokens.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("", MatchedPath::as_str);
+    tracing::info_span!("request", request_id = %id, method = %request.method(), route)
 }
 
-fn on_response(status: StatusCode, latency: Duration, span: &Span) {
+/// The access log line. Status and latency are fields of the event rather than recorded
+/// into the span: the JSON formatter re-renders a span's fields on every `record`.
+fn on_response(status: StatusCode, latency: Duration, _span: &Span) {
     let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-    span.record("status", status.as_u16());
-    span.record("latency_ms", latency_ms);
-    tracing::info!("response");
-}
-
-/// Route layer: records the matched route template on the request span.
-pub async fn record_route(request: Request, next: Next) -> Response {
-    if let Some(path) = request.extensions().get::<MatchedPath>() {
-        Span::current().record("route", path.as_str());
-    }
-    next.run(request).await
+    tracing::info!(status = status.as_u16(), latency_ms, "response");
 }
 
 /// Renders the envelope for error responses that do not have one yet, keeping their

@@ -58,8 +58,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(docs)
         .fallback(not_found)
         // The body limit lives in the layer stack, where it also covers streamed bodies.
-        .layer(DefaultBodyLimit::disable())
-        .route_layer(middleware::from_fn(layers::record_route));
+        .layer(DefaultBodyLimit::disable());
     layers::apply(router.with_state(state.clone()), &state.config)
 }
 

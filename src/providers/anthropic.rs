@@ -20,7 +20,7 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
 pub struct AnthropicProvider {
     name: String,
-    base_url: String,
+    messages_url: reqwest::Url,
     client: reqwest::Client,
     read_timeout: Duration,
     request_timeout: Duration,
@@ -47,7 +47,12 @@ impl AnthropicProvider {
             .map_err(|e| e.to_string())?;
         Ok(Self {
             name: name.to_owned(),
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            // Parsed once: reqwest would parse a string URL again on every call.
+            messages_url: reqwest::Url::parse(&format!(
+                "{}/v1/messages",
+                base_url.trim_end_matches('/')
+            ))
+            .map_err(|e| format!("base URL {base_url}: {e}"))?,
             client,
             read_timeout: timeouts.read,
             request_timeout: timeouts.request,
@@ -103,10 +108,7 @@ impl AnthropicProvider {
         body: &Value,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, ProviderError> {
-        let mut call = self
-            .client
-            .post(format!("{}/v1/messages", self.base_url))
-            .json(body);
+        let mut call = self.client.post(self.messages_url.clone()).json(body);
         if let Some(t) = timeout {
             call = call.timeout(t);
         }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::sse;
 use super::{
@@ -17,7 +17,7 @@ use super::{
 
 pub struct OpenAiProvider {
     name: String,
-    base_url: String,
+    completions_url: reqwest::Url,
     client: reqwest::Client,
     read_timeout: Duration,
     request_timeout: Duration,
@@ -52,19 +52,28 @@ impl OpenAiProvider {
             .connect_timeout(timeouts.connect)
             .build()
             .map_err(|e| e.to_string())?;
+        // Parsed once: reqwest would parse a string URL again on every call.
+        let completions_url = reqwest::Url::parse(&format!(
+            "{}/chat/completions",
+            base_url.trim_end_matches('/')
+        ))
+        .map_err(|e| format!("base URL {base_url}: {e}"))?;
         Ok(Self {
             name: name.to_owned(),
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            completions_url,
             client,
             read_timeout: timeouts.read,
             request_timeout: timeouts.request,
         })
     }
 
-    fn body(&self, request: &ChatRequest, stream: bool) -> Value {
+    fn body<'a>(&self, request: &'a ChatRequest, stream: bool) -> WireRequest<'a> {
         let mut messages = Vec::with_capacity(request.messages.len() + 1);
         if let Some(system) = &request.system {
-            messages.push(json!({"role": "system", "content": system}));
+            messages.push(OutMessage {
+                role: "system",
+                content: OutContent::Text(system),
+            });
         }
         for m in &request.messages {
             let role = match m.speaker {
@@ -72,58 +81,48 @@ impl OpenAiProvider {
                 Speaker::Assistant => "assistant",
             };
             let content = match m.parts.as_slice() {
-                [Part::Text(t)] => json!(t),
-                parts => Value::Array(
+                [Part::Text(t)] => OutContent::Text(t),
+                parts => OutContent::Parts(
                     parts
                         .iter()
                         .map(|p| match p {
-                            Part::Text(t) => json!({"type": "text", "text": t}),
-                            Part::Image { mime, base64 } => json!({
-                                "type": "image_url",
-                                "image_url": {"url": format!("data:{mime};base64,{base64}")}
-                            }),
+                            Part::Text(t) => OutPart::Text { text: t },
+                            Part::Image { mime, base64 } => OutPart::ImageUrl {
+                                image_url: ImageUrl {
+                                    url: format!("data:{mime};base64,{base64}"),
+                                },
+                            },
                         })
                         .collect(),
                 ),
             };
-            messages.push(json!({"role": role, "content": content}));
+            messages.push(OutMessage { role, content });
         }
-        let mut body = json!({"model": request.model, "messages": messages, "stream": stream});
-        if let Some(t) = request.temperature {
-            body["temperature"] = json!(t);
-        }
-        if let Some(n) = request.max_tokens {
-            // OpenAI's reasoning models refuse `max_tokens`; everything compatible takes it.
-            let m = request.model.to_ascii_lowercase();
-            let reasoning = ["o1", "o3", "o4", "gpt-5"].iter().any(|p| m.starts_with(p));
-            body[if reasoning {
-                "max_completion_tokens"
-            } else {
-                "max_tokens"
-            }] = json!(n);
-        }
-        if !request.stop.is_empty() {
-            body["stop"] = json!(request.stop);
-        }
-        if let Some(user) = &request.user {
-            body["user"] = json!(user);
-        }
-        if stream {
+        // OpenAI's reasoning models refuse `max_tokens`; everything compatible takes it.
+        let m = request.model.to_ascii_lowercase();
+        let reasoning = ["o1", "o3", "o4", "gpt-5"].iter().any(|p| m.starts_with(p));
+        WireRequest {
+            model: &request.model,
+            messages,
+            stream,
+            temperature: request.temperature,
+            max_tokens: request.max_tokens.filter(|_| !reasoning),
+            max_completion_tokens: request.max_tokens.filter(|_| reasoning),
+            stop: &request.stop,
+            user: request.user.as_deref(),
             // Without this, streamed calls report no usage at all.
-            body["stream_options"] = json!({"include_usage": true});
+            stream_options: stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
         }
-        body
     }
 
     async fn post(
         &self,
-        body: &Value,
+        body: &WireRequest<'_>,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, ProviderError> {
-        let mut call = self
-            .client
-            .post(format!("{}/chat/completions", self.base_url))
-            .json(body);
+        let mut call = self.client.post(self.completions_url.clone()).json(body);
         if let Some(t) = timeout {
             call = call.timeout(t);
         }
@@ -141,6 +140,56 @@ impl OpenAiProvider {
         tracing::warn!(provider = %self.name, status, body = %body, "provider error");
         classify(status, &body, retry_after)
     }
+}
+
+/// The request body, serialized straight from borrowed parts of the `ChatRequest`.
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: Vec<OutMessage<'a>>,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Serialize)]
+struct OutMessage<'a> {
+    role: &'static str,
+    content: OutContent<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OutContent<'a> {
+    Text(&'a str),
+    Parts(Vec<OutPart<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutPart<'a> {
+    Text { text: &'a str },
+    ImageUrl { image_url: ImageUrl },
+}
+
+#[derive(Serialize)]
+struct ImageUrl {
+    url: String,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
 }
 
 /// Maps an OpenAI-style error status and body.
@@ -177,6 +226,15 @@ struct Completion {
     #[serde(default)]
     choices: Vec<Choice>,
     usage: Option<WireUsage>,
+}
+
+/// A streamed chunk; `error` is there when a provider reports a failure mid-stream.
+#[derive(Deserialize)]
+struct StreamChunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    usage: Option<WireUsage>,
+    error: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -269,39 +327,41 @@ impl Provider for OpenAiProvider {
                 Err(e) => vec![Err(e)],
                 Ok(event) if event.data.trim() == "[DONE]" => vec![],
                 Ok(event) if event.data.trim().is_empty() => vec![],
-                Ok(event) => match serde_json::from_str::<Value>(&event.data) {
-                    Err(e) => vec![Err(ProviderError::Protocol(format!(
-                        "bad stream event: {e}"
-                    )))],
-                    Ok(v) if v.get("error").is_some() => {
+                // One typed parse per chunk (a chunk per token); the error path alone looks
+                // closer at what arrived.
+                Ok(event) => match serde_json::from_str::<StreamChunk>(&event.data) {
+                    Ok(chunk) if chunk.error.is_some() => {
                         tracing::warn!(body = %event.data, "provider error inside a stream");
                         vec![Err(classify(500, &event.data, None))]
                     }
-                    Ok(v) => match serde_json::from_value::<Completion>(v) {
-                        Err(e) => {
-                            tracing::warn!(error = %e, "unreadable stream chunk");
-                            vec![Err(ProviderError::Protocol(
-                                "unreadable stream chunk".into(),
-                            ))]
-                        }
-                        Ok(chunk) => {
-                            let mut out = Vec::new();
-                            for choice in chunk.choices {
-                                if let Some(text) = choice.delta.and_then(|d| d.content)
-                                    && !text.is_empty()
-                                {
-                                    out.push(Ok(ProviderChunk::Delta(text)));
-                                }
-                                if let Some(reason) = choice.finish_reason {
-                                    out.push(Ok(ProviderChunk::Finish(finish(&reason))));
-                                }
+                    Ok(chunk) => {
+                        let mut out = Vec::new();
+                        for choice in chunk.choices {
+                            if let Some(text) = choice.delta.and_then(|d| d.content)
+                                && !text.is_empty()
+                            {
+                                out.push(Ok(ProviderChunk::Delta(text)));
                             }
-                            if let Some(usage) = chunk.usage {
-                                out.push(Ok(ProviderChunk::Usage(usage.into())));
+                            if let Some(reason) = choice.finish_reason {
+                                out.push(Ok(ProviderChunk::Finish(finish(&reason))));
                             }
-                            out
                         }
-                    },
+                        if let Some(usage) = chunk.usage {
+                            out.push(Ok(ProviderChunk::Usage(usage.into())));
+                        }
+                        out
+                    }
+                    Err(e) if serde_json::from_str::<Value>(&event.data).is_err() => {
+                        vec![Err(ProviderError::Protocol(format!(
+                            "bad stream event: {e}"
+                        )))]
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unreadable stream chunk");
+                        vec![Err(ProviderError::Protocol(
+                            "unreadable stream chunk".into(),
+                        ))]
+                    }
                 },
             };
             futures_util::stream::iter(out)

@@ -487,7 +487,8 @@ fn failure(
 fn log_attempt(model: &str, attempt: u32, outcome: &Result<(), &ProviderError>, latency: Duration) {
     let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
     match outcome {
-        Ok(()) => tracing::info!(
+        // A success is in usage_logs and in the access log already.
+        Ok(()) => tracing::debug!(
             model,
             attempt,
             outcome = "ok",

@@ -76,6 +76,12 @@ pub struct ChatReply {
     pub finish_reason: String,
 }
 
+/// The `delta` event: the next piece of the answer.
+#[derive(Serialize)]
+struct DeltaEvent<'a> {
+    content: &'a str,
+}
+
 /// The `done` event.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DoneEvent {
@@ -289,14 +295,20 @@ pub async fn stream(
         "specialist_id": start.specialist_id,
         "model": start.model,
         "request_id": request_id,
-    });
+    })
+    .to_string();
+    // Each event's data is serialized straight to its text: a delta is the hot path of a
+    // stream, one per token.
     let events = futures_util::stream::once(async move { ("start", start) })
         .chain(tokio_stream_from(rx).map(|event| {
             match event {
-                ChatEvent::Delta(content) => ("delta", serde_json::json!({ "content": content })),
+                ChatEvent::Delta(content) => (
+                    "delta",
+                    serde_json::to_string(&DeltaEvent { content: &content }).unwrap_or_default(),
+                ),
                 ChatEvent::Done(o) => (
                     "done",
-                    serde_json::to_value(DoneEvent {
+                    serde_json::to_string(&DoneEvent {
                         input_tokens: o.usage.input_tokens,
                         output_tokens: o.usage.output_tokens,
                         usage_estimated: o.usage.estimated,
@@ -310,18 +322,13 @@ pub async fn stream(
                 ),
                 ChatEvent::Error { code, message } => (
                     "error",
-                    serde_json::json!({ "code": code, "message": message }),
+                    serde_json::json!({ "code": code, "message": message }).to_string(),
                 ),
             }
         }))
         .enumerate()
         .map(|(id, (name, data))| {
-            Ok::<_, Infallible>(
-                Event::default()
-                    .id(id.to_string())
-                    .event(name)
-                    .data(data.to_string()),
-            )
+            Ok::<_, Infallible>(Event::default().id(id.to_string()).event(name).data(data))
         });
     let keepalive = Duration::from_secs(state.config.chat.keepalive_secs);
     let mut response = Sse::new(events)
