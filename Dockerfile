@@ -4,10 +4,14 @@
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-# Dependency layer: a stub crate with the real manifest and lock file.
+# Dependency layer: a stub crate with the real manifest and lock file. The workspace's other
+# member (bench/, the benchmark tools) only needs to exist as a manifest with a stub target:
+# the image builds the server alone.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src tests/api \
+COPY bench/Cargo.toml bench/Cargo.toml
+RUN mkdir -p src tests/api bench/src \
     && echo 'fn main() {}' > src/main.rs \
+    && echo 'fn main() {}' > bench/src/main.rs \
     && touch src/lib.rs tests/api/main.rs \
     && cargo build --release --locked \
     && rm -rf src tests
