@@ -156,16 +156,14 @@ def render(results: Path) -> str:
 
     mock_cell, _ = rss(direct, "mock")
     out.append(f"| Direct to mock | {direct['count']:,} / {direct['completed']:,} / {direct['max_open']:,} | {direct['errors']} | – | {mock_cell} | – |")
-    for proto, label in (("h1", "Through Colloquy, clients on HTTP/1.1"), ("h2", "Through Colloquy, clients on HTTP/2 (h2c)")):
-        run = load(results, f"postgres-hold-{proto}")
-        if run is None:
-            continue
+    run = load(results, "postgres-hold")
+    if run is not None:
         c_cell, c_per = rss(run, "colloquy")
         k_cell, k_per = rss(run, "mock")
         ratio = c_per / k_per if c_per and k_per else math.nan
-        out.append(f"| {label} | {run['count']:,} / {run['completed']:,} / {run['max_open']:,} | {run['errors']} | {c_cell} | {k_cell} | {ratio:.2f}× |")
-        targets.append((f"RSS per stream ≤ 2× mock's ({proto})", ratio <= 2.0))
-        targets.append((f"no stream dropped ({proto})", run["errors"] == 0 and run["completed"] == run["count"]))
+        out.append(f"| Through Colloquy | {run['count']:,} / {run['completed']:,} / {run['max_open']:,} | {run['errors']} | {c_cell} | {k_cell} | {ratio:.2f}× |")
+        targets.append(("RSS per stream ≤ 2× mock's", ratio <= 2.0))
+        targets.append(("no stream dropped", run["errors"] == 0 and run["completed"] == run["count"]))
     out.append("")
     out.append("### History")
     out.append("")

@@ -7,7 +7,8 @@ on_both_backends!(
     request_id_kept_or_generated,
     cors_preflight,
     security_headers,
-    compression_for_json
+    compression_for_json,
+    h2c_is_served
 );
 
 async fn request_id_kept_or_generated(backend: Backend) {
@@ -197,4 +198,24 @@ async fn compression_for_json(backend: Backend) {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("content-encoding").is_none());
+}
+
+/// HTTP/2 without TLS (prior knowledge), as proxies such as Envoy or Caddy speak it to their
+/// backends, gets the same answers and frame as HTTP/1.1.
+async fn h2c_is_served(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    colloquy::tls::ensure_crypto_provider();
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("x-request-id"));
+    let response = client.get(app.url("/v1/specialists")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_envelope(response, 401, "unauthorized").await;
 }

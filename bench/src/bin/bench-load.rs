@@ -44,9 +44,6 @@ struct Target {
     /// that ends without it counts as failed.
     #[arg(long)]
     end_marker: Option<String>,
-    /// Speak HTTP/2 without TLS (prior knowledge), many streams per connection.
-    #[arg(long)]
-    http2: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -127,16 +124,14 @@ impl Client {
         if bodies.is_empty() {
             return Err("no bodies".into());
         }
-        let mut builder = reqwest::Client::builder()
+        let http = reqwest::Client::builder()
             .pool_max_idle_per_host(max_idle)
-            .tcp_nodelay(true);
-        if target.http2 {
-            builder = builder.http2_prior_knowledge();
-        } else {
-            builder = builder.http1_only();
-        }
+            .tcp_nodelay(true)
+            .http1_only()
+            .build()
+            .map_err(|e| e.to_string())?;
         Ok(Self {
-            http: builder.build().map_err(|e| e.to_string())?,
+            http,
             url: target.url.clone(),
             headers,
             bodies,
