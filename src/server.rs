@@ -51,9 +51,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     );
     let store = open_store(&config).await?;
     let state = AppState::new(config, store)?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
+    let listener = bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     if !state.config.is_production() {
         tracing::info!(
@@ -61,6 +59,23 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         );
     }
     serve(listener, state, shutdown_signal()).await
+}
+
+/// The accept queue: connections the kernel completes while every worker is busy wait here
+/// instead of being refused. tokio's default is 1,024, too few for a burst of thousands of
+/// clients (the kernel caps it at `net.core.somaxconn`).
+const ACCEPT_BACKLOG: u32 = 8192;
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // A restarted server can bind at once while the old one's connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains. Tests call this directly.
