@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use crate::domain::ids::now_utc;
-use crate::domain::{Conversation, Principal, Role, new_id};
+use crate::domain::{Conversation, Message, Principal, Role, new_id};
 use crate::store::{Store, StoreError};
 
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -69,6 +69,42 @@ pub async fn get(
         Some(c) if c.owner == principal.user_id => Ok(c),
         _ => Err(ConversationError::NotFound),
     }
+}
+
+/// Page sizes of `messages`: 1 to `MAX_PAGE`, `DEFAULT_PAGE` when not given.
+pub const DEFAULT_PAGE: i64 = 50;
+pub const MAX_PAGE: i64 = 200;
+
+/// A page of one of the caller's conversations, newest first, before message `before`
+/// (its `seq`); and whether older messages remain.
+pub async fn messages(
+    store: &dyn Store,
+    principal: &Principal,
+    id: Uuid,
+    before: Option<i64>,
+    limit: Option<i64>,
+) -> Result<(Vec<Message>, bool), ConversationError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ConversationError::Invalid {
+            field: "limit",
+            problem: format!("must be between 1 and {MAX_PAGE}"),
+        });
+    }
+    if before.is_some_and(|b| b < 1) {
+        return Err(ConversationError::Invalid {
+            field: "before",
+            problem: "must be a message seq, 1 or more".into(),
+        });
+    }
+    let conversation = get(store, principal, id).await?;
+    // One more than asked tells whether another page follows.
+    let mut page = store
+        .messages_before(conversation.id, before, limit + 1)
+        .await?;
+    let has_more = page.len() as i64 > limit;
+    page.truncate(limit as usize);
+    Ok((page, has_more))
 }
 
 fn clean(

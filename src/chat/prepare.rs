@@ -15,6 +15,8 @@ use crate::providers::{ChatMessage, ChatRequest, Part};
 
 /// Files one message may attach.
 pub const MAX_ATTACHMENTS: usize = 10;
+/// Messages read per round trip while gathering a stored conversation's history.
+const HISTORY_PAGE: i64 = 100;
 /// The largest `max_tokens` a request may ask for.
 pub const MAX_TOKENS_LIMIT: u32 = 1_000_000;
 
@@ -80,11 +82,24 @@ impl ChatService {
                         Some(c) if c.owner == principal.user_id => c,
                         _ => return Err(ChatError::ConversationNotFound),
                     };
-                    let stored = self.store.list_messages(conversation.id).await?;
-                    (
-                        Some(conversation.id),
-                        prompt::history(&stored, self.config.context_budget_tokens),
-                    )
+                    // Newest pages first, only as far back as the budget reaches: a long
+                    // conversation costs no more to continue than a short one.
+                    let mut history = prompt::History::new(self.config.context_budget_tokens);
+                    let mut before = None;
+                    loop {
+                        let page = self
+                            .store
+                            .messages_before(conversation.id, before, HISTORY_PAGE)
+                            .await?;
+                        let more = history.take_newest_first(page.iter());
+                        match page.last() {
+                            Some(oldest) if more && page.len() as i64 == HISTORY_PAGE => {
+                                before = Some(oldest.seq);
+                            }
+                            _ => break,
+                        }
+                    }
+                    (Some(conversation.id), history.finish())
                 }
                 (None, Some(history)) => {
                     if history.len() > self.config.max_history_messages {

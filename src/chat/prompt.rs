@@ -7,25 +7,62 @@ use crate::providers::{ChatMessage, Part, Speaker, tokens};
 /// History as providers see it: user and assistant turns that completed (an empty or failed
 /// answer teaches the model nothing), newest kept first within `budget` approximate tokens.
 pub fn history(messages: &[Message], budget: u64) -> Vec<ChatMessage> {
-    let mut kept = Vec::new();
-    let mut used = 0u64;
-    for m in messages.iter().rev() {
-        let speaker = match m.role {
-            MessageRole::User => Speaker::User,
-            MessageRole::Assistant if m.status != MessageStatus::Error && !m.content.is_empty() => {
-                Speaker::Assistant
-            }
-            _ => continue,
-        };
-        let cost = tokens::approximate(&m.content);
-        if used + cost > budget {
-            break;
+    let mut history = History::new(budget);
+    history.take_newest_first(messages.iter().rev());
+    history.finish()
+}
+
+/// [`history`] a page at a time, newest page first, so a long conversation is read only as
+/// far back as the budget reaches.
+pub struct History {
+    kept: Vec<ChatMessage>,
+    used: u64,
+    budget: u64,
+    full: bool,
+}
+
+impl History {
+    pub fn new(budget: u64) -> Self {
+        Self {
+            kept: Vec::new(),
+            used: 0,
+            budget,
+            full: false,
         }
-        used += cost;
-        kept.push(ChatMessage::text(speaker, m.content.clone()));
     }
-    kept.reverse();
-    kept
+
+    /// Takes messages newest first; false once the budget is spent (read no further).
+    pub fn take_newest_first<'a>(&mut self, messages: impl Iterator<Item = &'a Message>) -> bool {
+        if self.full {
+            return false;
+        }
+        for m in messages {
+            let speaker = match m.role {
+                MessageRole::User => Speaker::User,
+                MessageRole::Assistant
+                    if m.status != MessageStatus::Error && !m.content.is_empty() =>
+                {
+                    Speaker::Assistant
+                }
+                _ => continue,
+            };
+            let cost = tokens::approximate(&m.content);
+            if self.used + cost > self.budget {
+                self.full = true;
+                return false;
+            }
+            self.used += cost;
+            self.kept
+                .push(ChatMessage::text(speaker, m.content.clone()));
+        }
+        true
+    }
+
+    /// Oldest first, as providers take it.
+    pub fn finish(mut self) -> Vec<ChatMessage> {
+        self.kept.reverse();
+        self.kept
+    }
 }
 
 /// The new user turn: attached texts first (labelled), then images, then the message.
@@ -96,6 +133,32 @@ mod tests {
             ]
         );
         assert_eq!(history(&messages, 1000).len(), 3);
+    }
+
+    #[test]
+    fn history_by_pages_is_history_of_the_whole() {
+        let messages: Vec<Message> = (0..57)
+            .map(|i| {
+                let role = if i % 3 == 0 {
+                    MessageRole::User
+                } else {
+                    MessageRole::Assistant
+                };
+                msg(role, &"w ".repeat(i * 7 % 40 + 1), MessageStatus::Complete)
+            })
+            .collect();
+        for budget in [0, 5, 60, 300, 100_000] {
+            let whole = history(&messages, budget);
+            for page in [1, 4, 10, 57, 100] {
+                let mut paged = History::new(budget);
+                for chunk in messages.rchunks(page) {
+                    if !paged.take_newest_first(chunk.iter().rev()) {
+                        break;
+                    }
+                }
+                assert_eq!(paged.finish(), whole, "budget {budget}, page {page}");
+            }
+        }
     }
 
     #[test]

@@ -73,6 +73,7 @@ fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
         OpenApiRouter::new()
             .routes(routes!(routes::conversations::create))
             .routes(routes!(routes::conversations::get))
+            .routes(routes!(routes::conversations::messages))
             .routes(routes!(routes::api_keys::create, routes::api_keys::list))
             .routes(routes!(routes::api_keys::revoke))
             .routes(routes!(routes::chat::specialists)),

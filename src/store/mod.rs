@@ -137,6 +137,15 @@ pub trait Store: Send + Sync + 'static {
     /// A conversation's messages in order.
     async fn list_messages(&self, conversation_id: Uuid) -> Result<Vec<Message>, StoreError>;
 
+    /// Up to `limit` messages with `seq` below `before` (all when `None`), newest first: a
+    /// keyset page over the (conversation_id, seq) index, stable while messages are appended.
+    async fn messages_before(
+        &self,
+        conversation_id: Uuid,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Message>, StoreError>;
+
     /// Writes usage rows in one statement (the batched writer's flush).
     async fn insert_usage(&self, rows: &[UsageRecord]) -> Result<(), StoreError>;
 

@@ -114,6 +114,27 @@ impl Store for PostgresStore {
         rows.iter().map(rows::message).collect()
     }
 
+    async fn messages_before(
+        &self,
+        conversation_id: Uuid,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Message>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 AND ($2::bigint IS NULL OR seq < $2)",
+            " ORDER BY seq DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sql)
+            .bind(conversation_id)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::message).collect()
+    }
+
     async fn insert_usage(&self, rows: &[UsageRecord]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());

@@ -248,6 +248,13 @@ impl TestApp {
         self.client.post(self.url(path))
     }
 
+    /// GET with a bearer token, expecting 200 and JSON.
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        let response = self.get(path).bearer_auth(token).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
     /// A bearer token for `sub` with `role`, signed with the app's secret.
     pub fn token(&self, sub: &str, role: Role) -> String {
         colloquy::auth::jwt::mint(

@@ -142,6 +142,7 @@ async fn openapi_is_valid_matches_snapshot_and_router() {
         "GET /ready",
         "POST /v1/conversations",
         "GET /v1/conversations/{id}",
+        "GET /v1/conversations/{id}/messages",
         "POST /v1/api-keys",
         "GET /v1/api-keys",
         "DELETE /v1/api-keys/{id}",
