@@ -1,5 +1,9 @@
-//! The conversations service: owner-scoped creation and lookup. Owns ids and timestamps.
+//! The conversations service: owner-scoped creation, lookup, listing, changes and soft
+//! deletion. Owns ids, timestamps and the list's cursor.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::ids::now_utc;
@@ -71,7 +75,116 @@ pub async fn get(
     }
 }
 
-/// Page sizes of `messages`: 1 to `MAX_PAGE`, `DEFAULT_PAGE` when not given.
+/// What `PATCH` may change; `None` leaves a field as it is, `Some(None)` clears the title.
+#[derive(Debug, Default)]
+pub struct ConversationPatch {
+    pub title: Option<Option<String>>,
+    pub archived: Option<bool>,
+}
+
+/// A page of the caller's live conversations, most recently active first, and the cursor of
+/// the next page when there is one.
+pub async fn list(
+    store: &dyn Store,
+    principal: &Principal,
+    archived: bool,
+    cursor: Option<&str>,
+    limit: Option<i64>,
+) -> Result<(Vec<Conversation>, Option<String>), ConversationError> {
+    let limit = page_size(limit)?;
+    let after = cursor.map(decode_cursor).transpose()?;
+    let mut page = store
+        .list_conversations(&principal.user_id, archived, after, limit + 1)
+        .await?;
+    let has_more = page.len() as i64 > limit;
+    page.truncate(limit as usize);
+    let next = if has_more {
+        page.last().map(|c| encode_cursor(c.updated_at, c.id))
+    } else {
+        None
+    };
+    Ok((page, next))
+}
+
+/// Renames, archives or unarchives one of the caller's conversations. Neither counts as
+/// activity: the list's order is by messages.
+pub async fn update(
+    store: &dyn Store,
+    principal: &Principal,
+    id: Uuid,
+    patch: ConversationPatch,
+) -> Result<Conversation, ConversationError> {
+    if !principal.has_role(Role::User) {
+        return Err(ConversationError::Forbidden(principal.role));
+    }
+    let current = get(store, principal, id).await?;
+    let title = match patch.title {
+        None => None,
+        Some(t) => Some(clean(t, "title", MAX_TITLE_CHARS)?),
+    };
+    let archived_at = patch
+        .archived
+        .and_then(|archive| match (archive, current.archived_at) {
+            (true, None) => Some(Some(now_utc())),
+            (false, Some(_)) => Some(None),
+            // Already as asked: the first archive time stays.
+            _ => None,
+        });
+    let changed = store
+        .update_conversation(id, title.as_ref().map(Option::as_deref), archived_at)
+        .await?;
+    if !changed {
+        return Err(ConversationError::NotFound);
+    }
+    get(store, principal, id).await
+}
+
+/// Soft-deletes one of the caller's conversations: from now on it is not found anywhere.
+pub async fn delete(
+    store: &dyn Store,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<(), ConversationError> {
+    if !principal.has_role(Role::User) {
+        return Err(ConversationError::Forbidden(principal.role));
+    }
+    get(store, principal, id).await?;
+    if !store.delete_conversation(id, now_utc()).await? {
+        return Err(ConversationError::NotFound);
+    }
+    Ok(())
+}
+
+/// Opaque to clients: the last row's activity time (ns) and id.
+fn encode_cursor(updated_at: OffsetDateTime, id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{id}", updated_at.unix_timestamp_nanos()))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(OffsetDateTime, Uuid), ConversationError> {
+    let bad = || ConversationError::Invalid {
+        field: "cursor",
+        problem: "not a cursor this API gave out".into(),
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
+    let (nanos, id) = text.split_once('|').ok_or_else(bad)?;
+    let nanos: i128 = nanos.parse().map_err(|_| bad())?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| bad())?;
+    Ok((at, id.parse().map_err(|_| bad())?))
+}
+
+fn page_size(limit: Option<i64>) -> Result<i64, ConversationError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ConversationError::Invalid {
+            field: "limit",
+            problem: format!("must be between 1 and {MAX_PAGE}"),
+        });
+    }
+    Ok(limit)
+}
+
+/// Page sizes of lists: 1 to `MAX_PAGE`, `DEFAULT_PAGE` when not given.
 pub const DEFAULT_PAGE: i64 = 50;
 pub const MAX_PAGE: i64 = 200;
 
@@ -84,13 +197,7 @@ pub async fn messages(
     before: Option<i64>,
     limit: Option<i64>,
 ) -> Result<(Vec<Message>, bool), ConversationError> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ConversationError::Invalid {
-            field: "limit",
-            problem: format!("must be between 1 and {MAX_PAGE}"),
-        });
-    }
+    let limit = page_size(limit)?;
     if before.is_some_and(|b| b < 1) {
         return Err(ConversationError::Invalid {
             field: "before",

@@ -71,8 +71,15 @@ fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(routes::health::ready));
     let api = protect(
         OpenApiRouter::new()
-            .routes(routes!(routes::conversations::create))
-            .routes(routes!(routes::conversations::get))
+            .routes(routes!(
+                routes::conversations::create,
+                routes::conversations::list
+            ))
+            .routes(routes!(
+                routes::conversations::get,
+                routes::conversations::update,
+                routes::conversations::delete
+            ))
             .routes(routes!(routes::conversations::messages))
             .routes(routes!(routes::api_keys::create, routes::api_keys::list))
             .routes(routes!(routes::api_keys::revoke))

@@ -134,6 +134,28 @@ pub trait Store: Send + Sync + 'static {
     /// conversation's `updated_at`, atomically.
     async fn append_message(&self, message: &NewMessage) -> Result<Message, StoreError>;
 
+    /// An owner's live conversations, most recently active first, archived ones or the
+    /// others, after the keyset `(updated_at, id)` of the previous page.
+    async fn list_conversations(
+        &self,
+        owner: &str,
+        archived: bool,
+        after: Option<(OffsetDateTime, Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<Conversation>, StoreError>;
+
+    /// Sets a live conversation's title and/or archive time (`None`: leave it as it is);
+    /// false when there is no such live conversation.
+    async fn update_conversation(
+        &self,
+        id: Uuid,
+        title: Option<Option<&str>>,
+        archived_at: Option<Option<OffsetDateTime>>,
+    ) -> Result<bool, StoreError>;
+
+    /// Soft-deletes a conversation: gone from lists and reads; its rows stay until purged.
+    async fn delete_conversation(&self, id: Uuid, at: OffsetDateTime) -> Result<bool, StoreError>;
+
     /// A conversation's messages in order.
     async fn list_messages(&self, conversation_id: Uuid) -> Result<Vec<Message>, StoreError>;
 

@@ -114,6 +114,65 @@ impl Store for PostgresStore {
         rows.iter().map(rows::message).collect()
     }
 
+    async fn list_conversations(
+        &self,
+        owner: &str,
+        archived: bool,
+        after: Option<(OffsetDateTime, Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE owner = $1 AND deleted_at IS NULL",
+            " AND (archived_at IS NOT NULL) = $2",
+            " AND ($3::timestamptz IS NULL OR (updated_at, id) < ($3, $4))",
+            " ORDER BY updated_at DESC, id DESC LIMIT $5"
+        );
+        let rows = sqlx::query(sql)
+            .bind(owner)
+            .bind(archived)
+            .bind(after.map(|(t, _)| t))
+            .bind(after.map(|(_, id)| id))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::conversation).collect()
+    }
+
+    async fn update_conversation(
+        &self,
+        id: Uuid,
+        title: Option<Option<&str>>,
+        archived_at: Option<Option<OffsetDateTime>>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE conversations SET \
+             title = CASE WHEN $2 THEN $3 ELSE title END, \
+             archived_at = CASE WHEN $4 THEN $5 ELSE archived_at END \
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(title.is_some())
+        .bind(title.flatten())
+        .bind(archived_at.is_some())
+        .bind(archived_at.flatten())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_conversation(&self, id: Uuid, at: OffsetDateTime) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE conversations SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn messages_before(
         &self,
         conversation_id: Uuid,

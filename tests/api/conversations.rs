@@ -12,7 +12,8 @@ on_both_backends!(
     closed_by_default,
     owner_only,
     messages_page_newest_first_while_appending,
-    messages_page_refusals
+    messages_page_refusals,
+    list_rename_archive_and_delete
 );
 
 async fn create_and_read_back(backend: Backend) {
@@ -268,4 +269,203 @@ async fn messages_page_refusals(backend: Backend) {
         page,
         serde_json::json!({"data": [], "next_cursor": null, "has_more": false})
     );
+}
+
+async fn list_ids(app: &TestApp, token: &str, query: &str) -> (Vec<String>, serde_json::Value) {
+    let page = app
+        .get_json(&format!("/v1/conversations?{query}"), token)
+        .await;
+    let ids = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, page)
+}
+
+async fn patch(app: &TestApp, token: &str, id: &str, body: serde_json::Value) -> reqwest::Response {
+    app.client
+        .patch(app.url(&format!("/v1/conversations/{id}")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn delete(app: &TestApp, token: &str, id: &str) -> reqwest::Response {
+    app.client
+        .delete(app.url(&format!("/v1/conversations/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn list_rename_archive_and_delete(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let alice = app.token("alice", Role::User);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(create_conversation(&app, &alice).await.to_string());
+    }
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+
+    // Pages of two, newest activity first, to the end.
+    let mut seen = Vec::new();
+    let mut query = "limit=2".to_owned();
+    loop {
+        let (page_ids, page) = list_ids(&app, &alice, &query).await;
+        seen.extend(page_ids);
+        if page["has_more"] == false {
+            assert!(page["next_cursor"].is_null());
+            break;
+        }
+        query = format!("limit=2&cursor={}", page["next_cursor"].as_str().unwrap());
+    }
+    assert_eq!(seen, newest_first);
+
+    // A new message is activity: the oldest conversation comes first.
+    app.store
+        .append_message(&text(ids[0].parse().unwrap(), 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        list_ids(&app, &alice, "limit=1").await.0,
+        vec![ids[0].clone()]
+    );
+
+    // Archived ones leave the default list for the archived one, and come back.
+    let response = patch(&app, &alice, &ids[1], serde_json::json!({"archived": true})).await;
+    assert_eq!(response.status(), 200);
+    let archived: serde_json::Value = response.json().await.unwrap();
+    assert!(archived["archived_at"].is_string());
+    assert!(!list_ids(&app, &alice, "").await.0.contains(&ids[1]));
+    assert_eq!(
+        list_ids(&app, &alice, "archived=true").await.0,
+        vec![ids[1].clone()]
+    );
+    let response = patch(
+        &app,
+        &alice,
+        &ids[1],
+        serde_json::json!({"archived": false}),
+    )
+    .await;
+    assert!(response.json::<serde_json::Value>().await.unwrap()["archived_at"].is_null());
+    assert!(list_ids(&app, &alice, "").await.0.contains(&ids[1]));
+
+    // Titles: trimmed, kept when not mentioned, cleared by null, checked.
+    let renamed: serde_json::Value = patch(
+        &app,
+        &alice,
+        &ids[2],
+        serde_json::json!({"title": "  Plans  "}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(renamed["title"], "Plans");
+    let same: serde_json::Value = patch(
+        &app,
+        &alice,
+        &ids[2],
+        serde_json::json!({"archived": false}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(same["title"], "Plans");
+    let cleared: serde_json::Value =
+        patch(&app, &alice, &ids[2], serde_json::json!({"title": null}))
+            .await
+            .json()
+            .await
+            .unwrap();
+    assert!(cleared["title"].is_null());
+    for bad in [
+        serde_json::json!({"title": "x".repeat(201)}),
+        serde_json::json!({"title": 5}),
+        serde_json::json!({"owner": "bob"}),
+    ] {
+        assert_envelope(
+            patch(&app, &alice, &ids[2], bad).await,
+            422,
+            "invalid_field",
+        )
+        .await;
+    }
+
+    // Deleted: gone from the list, reads, messages and chat; a second delete finds nothing.
+    assert_eq!(delete(&app, &alice, &ids[3]).await.status(), 204);
+    assert!(!list_ids(&app, &alice, "").await.0.contains(&ids[3]));
+    assert!(
+        !list_ids(&app, &alice, "archived=true")
+            .await
+            .0
+            .contains(&ids[3])
+    );
+    for path in [
+        format!("/v1/conversations/{}", ids[3]),
+        format!("/v1/conversations/{}/messages", ids[3]),
+    ] {
+        let response = app.get(&path).bearer_auth(&alice).send().await.unwrap();
+        assert_envelope(response, 404, "not_found").await;
+    }
+    let response = app
+        .post("/v1/chat/send")
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({"specialist_id": "general", "message": "hi", "conversation_id": ids[3]}))
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(response, 404, "not_found").await;
+    assert_envelope(delete(&app, &alice, &ids[3]).await, 404, "not_found").await;
+    assert_envelope(
+        patch(&app, &alice, &ids[3], serde_json::json!({"title": "back?"})).await,
+        404,
+        "not_found",
+    )
+    .await;
+
+    // Another user sees none of it and can change none of it; a viewer changes nothing.
+    let bob = app.token("bob", Role::User);
+    assert!(list_ids(&app, &bob, "").await.0.is_empty());
+    assert_envelope(
+        patch(&app, &bob, &ids[4], serde_json::json!({"title": "mine"})).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_envelope(delete(&app, &bob, &ids[4]).await, 404, "not_found").await;
+    let viewer = app.token("alice", Role::Viewer);
+    assert_eq!(list_ids(&app, &viewer, "").await.0.len(), 4);
+    assert_envelope(
+        patch(&app, &viewer, &ids[4], serde_json::json!({"title": "x"})).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_envelope(delete(&app, &viewer, &ids[4]).await, 403, "forbidden").await;
+
+    for query in [
+        "cursor=nope",
+        "cursor=bm9wZQ",
+        "limit=0",
+        "archived=maybe",
+        "sort=asc",
+    ] {
+        let response = app
+            .get(&format!("/v1/conversations?{query}"))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap();
+        assert_envelope(response, 422, "invalid_field").await;
+    }
 }

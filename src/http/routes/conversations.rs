@@ -1,12 +1,12 @@
-//! Conversations: `POST /v1/conversations`, `GET /v1/conversations/{id}` and its messages
-//! page by page (`GET /v1/conversations/{id}/messages`), owner-scoped.
+//! Conversations, owner-scoped: create, list (cursor pages, most recently active first), read,
+//! rename or archive (`PATCH`), soft-delete, and read their messages page by page.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::conversations::{self, NewConversation};
+use crate::conversations::{self, ConversationPatch, NewConversation};
 use crate::domain::{Conversation, Message, Principal};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::http::extract::{ApiJson, ApiQuery, path_id};
@@ -119,4 +119,121 @@ pub async fn messages(
         next_cursor,
         has_more,
     }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListConversationsQuery {
+    /// true: only archived conversations; false (the default): only the others.
+    pub archived: Option<bool>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationPage {
+    /// Most recently active first.
+    pub data: Vec<Conversation>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+/// Your conversations, most recently active first (a new message moves one to the top).
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversations", operation_id = "list_conversations",
+    params(ListConversationsQuery),
+    responses(
+        (status = 200, description = "A page of conversations", body = ConversationPage),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_field`: bad `limit` or `cursor`", body = ErrorEnvelope),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<ListConversationsQuery>,
+) -> Result<ApiJson<ConversationPage>, ApiError> {
+    let (data, next_cursor) = conversations::list(
+        state.store.as_ref(),
+        &principal,
+        query.archived.unwrap_or(false),
+        query.cursor.as_deref(),
+        query.limit,
+    )
+    .await?;
+    Ok(ApiJson(ConversationPage {
+        data,
+        has_more: next_cursor.is_some(),
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConversation {
+    /// The new title (at most 200 characters); null or empty clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub title: Option<Option<String>>,
+    /// true archives it (hidden from the default list), false brings it back.
+    pub archived: Option<bool>,
+}
+
+/// A field that is there, even as null, is `Some`: `{"title": null}` clears the title, while
+/// a body without `title` leaves it alone.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// Renames, archives or unarchives one of your conversations.
+#[utoipa::path(patch, path = "/v1/conversations/{id}", tag = "conversations", operation_id = "update_conversation",
+    params(("id" = Uuid, Path, description = "Conversation id")),
+    request_body = UpdateConversation,
+    responses(
+        (status = 200, description = "The conversation as it is now", body = Conversation),
+        (status = 400, description = "`malformed_json`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`: viewers cannot change", body = ErrorEnvelope),
+        (status = 404, description = "`not_found` (also for another user's conversation)", body = ErrorEnvelope),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_field`; `details.field` names it", body = ErrorEnvelope),
+    ))]
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateConversation>,
+) -> Result<ApiJson<Conversation>, ApiError> {
+    let id = path_id(&id, "conversation")?;
+    let patch = ConversationPatch {
+        title: body.title,
+        archived: body.archived,
+    };
+    let conversation = conversations::update(state.store.as_ref(), &principal, id, patch).await?;
+    Ok(ApiJson(conversation))
+}
+
+/// Deletes one of your conversations: it disappears from lists, reads and chat at once.
+#[utoipa::path(delete, path = "/v1/conversations/{id}", tag = "conversations", operation_id = "delete_conversation",
+    params(("id" = Uuid, Path, description = "Conversation id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`: viewers cannot delete", body = ErrorEnvelope),
+        (status = 404, description = "`not_found` (also for another user's, or one already deleted)", body = ErrorEnvelope),
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_id(&id, "conversation")?;
+    conversations::delete(state.store.as_ref(), &principal, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
