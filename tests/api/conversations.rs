@@ -42,7 +42,14 @@ async fn create_and_read_back(backend: Backend) {
         .json()
         .await
         .unwrap();
-    assert_eq!(fetched, created);
+    let mut conversation = fetched.clone();
+    conversation.as_object_mut().unwrap().remove("messages");
+    assert_eq!(conversation, created);
+    // With its newest page of messages: none yet.
+    assert_eq!(
+        fetched["messages"],
+        serde_json::json!({"data": [], "next_cursor": null, "has_more": false})
+    );
     // Persisted, not just echoed.
     let stored = app
         .store
@@ -223,6 +230,12 @@ async fn messages_page_newest_first_while_appending(backend: Backend) {
         .get_json(&format!("/v1/conversations/{id}/messages?limit=2"), &token)
         .await;
     assert_eq!(page["data"][0]["seq"], 123);
+    // The conversation itself opens with the same newest page.
+    let detail = app
+        .get_json(&format!("/v1/conversations/{id}?limit=2"), &token)
+        .await;
+    assert_eq!(detail["messages"], page);
+    assert_eq!(detail["message_count"], 123);
     assert_eq!(page["data"][0]["content"], "message 1003");
     assert_eq!(page["data"][0]["role"], "assistant");
     assert_eq!(page["next_cursor"], 122);

@@ -46,11 +46,20 @@ pub async fn create(
     Ok((StatusCode::CREATED, ApiJson(conversation)))
 }
 
-/// One of the caller's conversations.
+/// A conversation with the newest page of its messages, what a chat view opens with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationDetail {
+    #[serde(flatten)]
+    pub conversation: Conversation,
+    /// The newest messages (as `GET /v1/conversations/{id}/messages` with no `before`).
+    pub messages: MessagePage,
+}
+
+/// One of the caller's conversations, with its newest page of messages.
 #[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations", operation_id = "get_conversation",
-    params(("id" = Uuid, Path, description = "Conversation id")),
+    params(("id" = Uuid, Path, description = "Conversation id"), MessagesQuery),
     responses(
-        (status = 200, description = "The conversation", body = Conversation),
+        (status = 200, description = "The conversation and its newest messages", body = ConversationDetail),
         (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
         (status = 404, description = "`not_found` (also for another user's conversation)", body = ErrorEnvelope),
     ))]
@@ -58,11 +67,16 @@ pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<ApiJson<Conversation>, ApiError> {
+    ApiQuery(query): ApiQuery<MessagesQuery>,
+) -> Result<ApiJson<ConversationDetail>, ApiError> {
     // Parsed here rather than by `Path<Uuid>` so a bad id gets the envelope, not axum's text.
     let id = path_id(&id, "conversation")?;
     let conversation = conversations::get(state.store.as_ref(), &principal, id).await?;
-    Ok(ApiJson(conversation))
+    let messages = message_page(&state, &principal, id, query).await?;
+    Ok(ApiJson(ConversationDetail {
+        conversation,
+        messages,
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -101,9 +115,18 @@ pub async fn messages(
     ApiQuery(query): ApiQuery<MessagesQuery>,
 ) -> Result<ApiJson<MessagePage>, ApiError> {
     let id = path_id(&id, "conversation")?;
+    Ok(ApiJson(message_page(&state, &principal, id, query).await?))
+}
+
+async fn message_page(
+    state: &AppState,
+    principal: &Principal,
+    id: uuid::Uuid,
+    query: MessagesQuery,
+) -> Result<MessagePage, ApiError> {
     let (data, has_more) = conversations::messages(
         state.store.as_ref(),
-        &principal,
+        principal,
         id,
         query.before,
         query.limit,
@@ -114,11 +137,11 @@ pub async fn messages(
     } else {
         None
     };
-    Ok(ApiJson(MessagePage {
+    Ok(MessagePage {
         data,
         next_cursor,
         has_more,
-    }))
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
