@@ -65,7 +65,7 @@ def render(results: Path) -> str:
         f"Run {m['date']} at commit `{m['commit']}` on {m['cores']} cores ({m['cpu']}), "
         f"{m['memory']}, Linux {m['kernel']}; {m['rustc']}, {m['oha']}, PostgreSQL "
         f"{m['postgres']}. The load tool, the mock upstream, Postgres and Colloquy share the "
-        f"cores. Each scenario: {m['warmup'] if 'warmup' in m else 2} s of warm-up, then "
+        f"cores. Each scenario: {m.get('warmup', 2)} s of warm-up, then "
         f"{m['duration']} s measured; closed-loop scenarios use {m['concurrency']} connections."
     )
     out.append("")

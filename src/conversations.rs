@@ -93,17 +93,10 @@ pub async fn list(
 ) -> Result<(Vec<Conversation>, Option<String>), ConversationError> {
     let limit = page_size(limit)?;
     let after = cursor.map(decode_cursor).transpose()?;
-    let mut page = store
+    let rows = store
         .list_conversations(&principal.user_id, archived, after, limit + 1)
         .await?;
-    let has_more = page.len() as i64 > limit;
-    page.truncate(limit as usize);
-    let next = if has_more {
-        page.last().map(|c| encode_cursor(c.updated_at, c.id))
-    } else {
-        None
-    };
-    Ok((page, next))
+    Ok(cut(rows, limit, |c| encode_cursor(c.updated_at, c.id)))
 }
 
 /// Renames, archives or unarchives one of the caller's conversations. Neither counts as
@@ -117,7 +110,7 @@ pub async fn update(
     if !principal.has_role(Role::User) {
         return Err(ConversationError::Forbidden(principal.role));
     }
-    let current = get(store, principal, id).await?;
+    let mut current = get(store, principal, id).await?;
     let title = match patch.title {
         None => None,
         Some(t) => Some(clean(t, "title", MAX_TITLE_CHARS)?),
@@ -136,7 +129,14 @@ pub async fn update(
     if !changed {
         return Err(ConversationError::NotFound);
     }
-    get(store, principal, id).await
+    // What the row now holds, without reading it back.
+    if let Some(title) = title {
+        current.title = title;
+    }
+    if let Some(archived_at) = archived_at {
+        current.archived_at = archived_at;
+    }
+    Ok(current)
 }
 
 /// Soft-deletes one of the caller's conversations: from now on it is not found anywhere.
@@ -188,15 +188,15 @@ fn page_size(limit: Option<i64>) -> Result<i64, ConversationError> {
 pub const DEFAULT_PAGE: i64 = 50;
 pub const MAX_PAGE: i64 = 200;
 
-/// A page of one of the caller's conversations, newest first, before message `before`
-/// (its `seq`); and whether older messages remain.
-pub async fn messages(
+/// One of the caller's conversations and a page of its messages, newest first, before
+/// message `before` (its `seq`), with the cursor (a `seq`) of the next, older page.
+pub async fn open(
     store: &dyn Store,
     principal: &Principal,
     id: Uuid,
     before: Option<i64>,
     limit: Option<i64>,
-) -> Result<(Vec<Message>, bool), ConversationError> {
+) -> Result<(Conversation, Vec<Message>, Option<i64>), ConversationError> {
     let limit = page_size(limit)?;
     if before.is_some_and(|b| b < 1) {
         return Err(ConversationError::Invalid {
@@ -205,13 +205,24 @@ pub async fn messages(
         });
     }
     let conversation = get(store, principal, id).await?;
-    // One more than asked tells whether another page follows.
-    let mut page = store
+    let rows = store
         .messages_before(conversation.id, before, limit + 1)
         .await?;
-    let has_more = page.len() as i64 > limit;
-    page.truncate(limit as usize);
-    Ok((page, has_more))
+    let (page, next) = cut(rows, limit, |m| m.seq);
+    Ok((conversation, page, next))
+}
+
+/// A page fetched with one row more than `limit`: the extra row, dropped, tells that
+/// another page follows, whose cursor is taken from the page's last row.
+fn cut<T, C>(mut rows: Vec<T>, limit: i64, cursor: impl Fn(&T) -> C) -> (Vec<T>, Option<C>) {
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = if has_more {
+        rows.last().map(cursor)
+    } else {
+        None
+    };
+    (rows, next)
 }
 
 fn clean(

@@ -8,10 +8,10 @@ use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::config::{Config, ConfigError, LogFormat};
 
-/// Installs the subscriber. Lines are written by a thread of their own, in batches: a
-/// write to stderr per line cost the request path more than all else it logs (see
-/// bench/RESULTS.md). Keep the guard until the process ends; dropping it flushes what is
-/// queued. Nothing is dropped when the queue is full: callers wait instead.
+/// Installs the subscriber. Lines are written by a thread of their own, in batches, so
+/// request handlers format a line but never wait on stderr (a slow or blocked log pipe
+/// would otherwise stall every worker). Keep the guard until the process ends; dropping it
+/// flushes what is queued. Nothing is dropped when the queue is full: callers wait instead.
 pub fn init(config: &Config) -> Result<Option<WorkerGuard>, ConfigError> {
     let filter = EnvFilter::try_new(&config.telemetry.filter).map_err(|e| ConfigError {
         setting: "telemetry.filter (RUST_LOG)".into(),

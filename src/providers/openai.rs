@@ -221,19 +221,13 @@ fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> ProviderE
     }
 }
 
+/// A whole answer, or one chunk of a stream.
 #[derive(Deserialize)]
 struct Completion {
     #[serde(default)]
     choices: Vec<Choice>,
     usage: Option<WireUsage>,
-}
-
-/// A streamed chunk; `error` is there when a provider reports a failure mid-stream.
-#[derive(Deserialize)]
-struct StreamChunk {
-    #[serde(default)]
-    choices: Vec<Choice>,
-    usage: Option<WireUsage>,
+    /// There when a provider reports a failure in the middle of a stream.
     error: Option<serde::de::IgnoredAny>,
 }
 
@@ -329,7 +323,7 @@ impl Provider for OpenAiProvider {
                 Ok(event) if event.data.trim().is_empty() => vec![],
                 // One typed parse per chunk (a chunk per token); the error path alone looks
                 // closer at what arrived.
-                Ok(event) => match serde_json::from_str::<StreamChunk>(&event.data) {
+                Ok(event) => match serde_json::from_str::<Completion>(&event.data) {
                     Ok(chunk) if chunk.error.is_some() => {
                         tracing::warn!(body = %event.data, "provider error inside a stream");
                         vec![Err(classify(500, &event.data, None))]

@@ -1,7 +1,6 @@
 //! Conversations over HTTP: closed by default, owner-scoped, roles respected.
 
-use colloquy::domain::ids::now_utc;
-use colloquy::domain::{MessageRole, MessageStatus, NewMessage, Role, new_id};
+use colloquy::domain::{MessageRole, NewMessage, Role, new_id};
 use uuid::Uuid;
 
 use crate::helpers::{Backend, TestApp, assert_envelope};
@@ -155,22 +154,14 @@ async fn owner_only(backend: Backend) {
     }
 }
 
+/// Message `n` of a test conversation: the user's on even numbers, the assistant's on odd.
 fn text(conversation_id: Uuid, n: usize) -> NewMessage {
-    NewMessage {
-        id: new_id(),
-        conversation_id,
-        role: if n.is_multiple_of(2) {
-            MessageRole::User
-        } else {
-            MessageRole::Assistant
-        },
-        content: format!("message {n}"),
-        attachments: serde_json::json!([]),
-        input_tokens: None,
-        output_tokens: None,
-        status: MessageStatus::Complete,
-        created_at: now_utc(),
-    }
+    let role = if n.is_multiple_of(2) {
+        MessageRole::User
+    } else {
+        MessageRole::Assistant
+    };
+    crate::store::message(conversation_id, role, &format!("message {n}"))
 }
 
 async fn create_conversation(app: &TestApp, token: &str) -> Uuid {
@@ -356,6 +347,12 @@ async fn list_rename_archive_and_delete(backend: Backend) {
     assert_eq!(response.status(), 200);
     let archived: serde_json::Value = response.json().await.unwrap();
     assert!(archived["archived_at"].is_string());
+    // The answer is what the conversation now is, as a read shows it.
+    let mut read = app
+        .get_json(&format!("/v1/conversations/{}", ids[1]), &alice)
+        .await;
+    read.as_object_mut().unwrap().remove("messages");
+    assert_eq!(read, archived);
     assert!(!list_ids(&app, &alice, "").await.0.contains(&ids[1]));
     assert_eq!(
         list_ids(&app, &alice, "archived=true").await.0,

@@ -55,7 +55,7 @@ fn conversation(owner: &str) -> Conversation {
     }
 }
 
-fn message(conversation_id: Uuid, role: MessageRole, content: &str) -> NewMessage {
+pub fn message(conversation_id: Uuid, role: MessageRole, content: &str) -> NewMessage {
     NewMessage {
         id: new_id(),
         conversation_id,

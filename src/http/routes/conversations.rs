@@ -71,8 +71,7 @@ pub async fn get(
 ) -> Result<ApiJson<ConversationDetail>, ApiError> {
     // Parsed here rather than by `Path<Uuid>` so a bad id gets the envelope, not axum's text.
     let id = path_id(&id, "conversation")?;
-    let conversation = conversations::get(state.store.as_ref(), &principal, id).await?;
-    let messages = message_page(&state, &principal, id, query).await?;
+    let (conversation, messages) = open(&state, &principal, id, query).await?;
     Ok(ApiJson(ConversationDetail {
         conversation,
         messages,
@@ -115,16 +114,17 @@ pub async fn messages(
     ApiQuery(query): ApiQuery<MessagesQuery>,
 ) -> Result<ApiJson<MessagePage>, ApiError> {
     let id = path_id(&id, "conversation")?;
-    Ok(ApiJson(message_page(&state, &principal, id, query).await?))
+    let (_, messages) = open(&state, &principal, id, query).await?;
+    Ok(ApiJson(messages))
 }
 
-async fn message_page(
+async fn open(
     state: &AppState,
     principal: &Principal,
     id: uuid::Uuid,
     query: MessagesQuery,
-) -> Result<MessagePage, ApiError> {
-    let (data, has_more) = conversations::messages(
+) -> Result<(Conversation, MessagePage), ApiError> {
+    let (conversation, data, next_cursor) = conversations::open(
         state.store.as_ref(),
         principal,
         id,
@@ -132,16 +132,12 @@ async fn message_page(
         query.limit,
     )
     .await?;
-    let next_cursor = if has_more {
-        data.last().map(|m| m.seq)
-    } else {
-        None
-    };
-    Ok(MessagePage {
+    let page = MessagePage {
         data,
+        has_more: next_cursor.is_some(),
         next_cursor,
-        has_more,
-    })
+    };
+    Ok((conversation, page))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
