@@ -1,0 +1,161 @@
+//! Conversations and their append-only messages. On Postgres.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::PostgresStore;
+use crate::domain::{Conversation, Message, NewMessage};
+use crate::store::{ConversationStore, StoreError, rows};
+
+#[async_trait]
+impl ConversationStore for PostgresStore {
+    async fn create_conversation(&self, c: &Conversation) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO conversations (id, owner, title, specialist_id, message_count, created_at, updated_at, archived_at, deleted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(c.id)
+        .bind(&c.owner)
+        .bind(&c.title)
+        .bind(&c.specialist_id)
+        .bind(c.message_count)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .bind(c.archived_at)
+        .bind(c.deleted_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_conversation(&self, id: Uuid) -> Result<Option<Conversation>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE id = $1 AND deleted_at IS NULL"
+        );
+        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(rows::conversation).transpose()
+    }
+
+    async fn append_message(&self, m: &NewMessage) -> Result<Message, StoreError> {
+        // One statement: the UPDATE takes the conversation's row lock, so concurrent appends
+        // are numbered one after another, and both writes commit or neither does.
+        let seq: Option<i64> = sqlx::query_scalar(
+            "WITH c AS ( \
+                UPDATE conversations SET message_count = message_count + 1, updated_at = $9 \
+                WHERE id = $2 AND deleted_at IS NULL RETURNING message_count) \
+             INSERT INTO messages (id, conversation_id, seq, role, content, attachments, input_tokens, output_tokens, status, created_at) \
+             SELECT $1, $2, c.message_count, $3, $4, $5, $6, $7, $8, $9 FROM c RETURNING seq",
+        )
+        .bind(m.id)
+        .bind(m.conversation_id)
+        .bind(m.role.as_str())
+        .bind(&m.content)
+        .bind(&m.attachments)
+        .bind(m.input_tokens)
+        .bind(m.output_tokens)
+        .bind(m.status.as_str())
+        .bind(m.created_at)
+        .fetch_optional(&self.pool)
+        .await?;
+        match seq {
+            Some(seq) => Ok(Message::from_new(m, seq)),
+            None => Err(StoreError::ConversationNotFound(m.conversation_id)),
+        }
+    }
+
+    async fn list_messages(&self, conversation_id: Uuid) -> Result<Vec<Message>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 ORDER BY seq"
+        );
+        let rows = sqlx::query(sql)
+            .bind(conversation_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::message).collect()
+    }
+
+    async fn list_conversations(
+        &self,
+        owner: &str,
+        archived: bool,
+        after: Option<(OffsetDateTime, Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE owner = $1 AND deleted_at IS NULL",
+            " AND (archived_at IS NOT NULL) = $2",
+            " AND ($3::timestamptz IS NULL OR (updated_at, id) < ($3, $4))",
+            " ORDER BY updated_at DESC, id DESC LIMIT $5"
+        );
+        let rows = sqlx::query(sql)
+            .bind(owner)
+            .bind(archived)
+            .bind(after.map(|(t, _)| t))
+            .bind(after.map(|(_, id)| id))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::conversation).collect()
+    }
+
+    async fn update_conversation(
+        &self,
+        id: Uuid,
+        title: Option<Option<&str>>,
+        archived_at: Option<Option<OffsetDateTime>>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE conversations SET \
+             title = CASE WHEN $2 THEN $3 ELSE title END, \
+             archived_at = CASE WHEN $4 THEN $5 ELSE archived_at END \
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(title.is_some())
+        .bind(title.flatten())
+        .bind(archived_at.is_some())
+        .bind(archived_at.flatten())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_conversation(&self, id: Uuid, at: OffsetDateTime) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE conversations SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn messages_before(
+        &self,
+        conversation_id: Uuid,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Message>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 AND ($2::bigint IS NULL OR seq < $2)",
+            " ORDER BY seq DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sql)
+            .bind(conversation_id)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::message).collect()
+    }
+}
