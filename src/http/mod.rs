@@ -81,6 +81,7 @@ fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
                 routes::conversations::delete
             ))
             .routes(routes!(routes::conversations::messages))
+            .routes(routes!(routes::search::search))
             .routes(routes!(routes::api_keys::create, routes::api_keys::list))
             .routes(routes!(routes::api_keys::revoke))
             .routes(routes!(routes::chat::specialists)),

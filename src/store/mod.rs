@@ -35,6 +35,7 @@ mod idempotency;
 mod owners;
 mod postgres;
 mod rows;
+mod search;
 mod sqlite;
 mod usage;
 pub mod usage_writer;
@@ -53,6 +54,7 @@ pub use files::FileStore;
 pub use idempotency::{IdempotencyClaim, IdempotencyStore};
 pub use owners::{OwnerStore, PurgeReport};
 pub use postgres::PostgresStore;
+pub use search::{SearchHit, SearchStore};
 pub use sqlite::SqliteStore;
 pub use usage::UsageStore;
 
@@ -109,6 +111,7 @@ pub trait Store:
     + FileStore
     + IdempotencyStore
     + OwnerStore
+    + SearchStore
     + Send
     + Sync
     + 'static

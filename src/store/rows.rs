@@ -7,7 +7,7 @@ use sqlx::{ColumnIndex, Database, Decode, Row, Type};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{StoreError, parse_column};
+use super::{SearchHit, StoreError, parse_column};
 use crate::domain::{
     ApiKey, Conversation, Message, MessageRole, MessageStatus, Role, StoredFile, UsageRecord,
 };
@@ -142,5 +142,28 @@ where
         storage_key: row.try_get("storage_key")?,
         created_at: row.try_get("created_at")?,
         deleted_at: row.try_get("deleted_at")?,
+    })
+}
+
+pub(super) fn search_hit<'r, R>(row: &'r R) -> Result<SearchHit, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    Uuid: Column<'r, R::Database>,
+    String: Column<'r, R::Database>,
+    &'r str: Column<'r, R::Database>,
+    i64: Column<'r, R::Database>,
+    f64: Column<'r, R::Database>,
+    OffsetDateTime: Column<'r, R::Database>,
+{
+    Ok(SearchHit {
+        message_id: row.try_get("id")?,
+        conversation_id: row.try_get("conversation_id")?,
+        conversation_title: row.try_get("title")?,
+        seq: row.try_get("seq")?,
+        role: parse_column(row.try_get("role")?, MessageRole::parse, "messages.role")?,
+        content: row.try_get("content")?,
+        created_at: row.try_get("created_at")?,
+        rank: row.try_get("rank")?,
     })
 }

@@ -19,4 +19,5 @@ mod openapi;
 mod process;
 mod providers;
 mod ratelimit;
+mod search;
 mod store;

@@ -146,6 +146,7 @@ async fn openapi_is_valid_matches_snapshot_and_router() {
         "PATCH /v1/conversations/{id}",
         "DELETE /v1/conversations/{id}",
         "GET /v1/conversations/{id}/messages",
+        "GET /v1/search",
         "POST /v1/api-keys",
         "GET /v1/api-keys",
         "DELETE /v1/api-keys/{id}",

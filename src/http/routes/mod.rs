@@ -5,3 +5,4 @@ pub mod chat;
 pub mod conversations;
 pub mod files;
 pub mod health;
+pub mod search;

@@ -5,6 +5,7 @@ mod conversations;
 mod files;
 mod idempotency;
 mod owners;
+mod search;
 mod usage;
 
 use std::time::Duration;

@@ -15,6 +15,15 @@ impl OwnerStore for SqliteStore {
             .bind(owner)
             .execute(&mut *tx)
             .await?;
+        // The search index's copy of the text goes too (it is not tied to rows by a trigger:
+        // the lookup by message id is a scan, done once here rather than once per row).
+        sqlx::query(
+            "DELETE FROM messages_fts WHERE message_id IN (SELECT m.id FROM messages m \
+             JOIN conversations c ON c.id = m.conversation_id WHERE c.owner = ?)",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
         let messages = sqlx::query(
             "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE owner = ?)",
         )

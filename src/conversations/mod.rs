@@ -1,6 +1,8 @@
 //! The conversations service: owner-scoped creation, lookup, listing, changes and soft
 //! deletion. Owns ids, timestamps and the list's cursor.
 
+pub mod search;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
