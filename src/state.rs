@@ -51,6 +51,8 @@ pub enum StateError {
     Providers(#[from] RegistryError),
     #[error("{0}")]
     Files(String),
+    #[error("chat.title_model: {0:?} names no configured provider")]
+    TitleModel(String),
     #[error(transparent)]
     Specialists(#[from] crate::chat::specialists::SpecialistsError),
 }
@@ -78,6 +80,10 @@ impl AppState {
         )?);
         let files = Arc::new(Files::new(&config.files, store.clone()).map_err(StateError::Files)?);
         let specialists = Specialists::load(&config.config_dir, &config.providers.default_model)?;
+        let title_model = &config.chat.title_model;
+        if !title_model.is_empty() && !providers.knows(title_model) {
+            return Err(StateError::TitleModel(title_model.clone()));
+        }
         let chat = Arc::new(ChatService::new(
             store.clone(),
             providers.clone(),

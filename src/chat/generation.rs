@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{ChatError, ChatEvent, ChatOutcome, ChatService, Prepared};
+use super::{ChatError, ChatEvent, ChatOutcome, ChatService, Prepared, titles};
 use crate::domain::ids::now_utc;
 use crate::domain::{MessageRole, MessageStatus, NewMessage, UsageRecord, new_id};
 use crate::providers::registry::estimate;
@@ -237,8 +237,23 @@ impl ChatService {
                 created_at: now_utc(),
             })
             .await;
-        if let Err(e) = &appended {
-            tracing::error!(error = %e, conversation = %conversation_id, "could not store the assistant message");
+        match &appended {
+            Err(e) => {
+                tracing::error!(error = %e, conversation = %conversation_id, "could not store the assistant message");
+            }
+            // The first exchange is complete: name the conversation, off the request path
+            // (tracked with the generations, so shutdown waits for it).
+            Ok(_) => {
+                if let Some(first_message) = &p.untitled {
+                    let untitled = titles::Untitled {
+                        conversation_id,
+                        first_message: first_message.clone(),
+                        user_hash: p.user_hash.clone(),
+                        request_id: p.request_id.clone(),
+                    };
+                    self.generations.spawn(self.titles.clone().name(untitled));
+                }
+            }
         }
         Ok(appended.map(drop)?)
     }

@@ -8,6 +8,7 @@ pub mod idempotency;
 mod prepare;
 pub mod prompt;
 pub mod specialists;
+pub mod titles;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,6 +115,8 @@ struct Prepared {
     request_id: String,
     started: Instant,
     streamed: bool,
+    /// The first message of a conversation that has no title yet: named once answered.
+    untitled: Option<String>,
 }
 
 pub struct ChatService {
@@ -122,6 +125,7 @@ pub struct ChatService {
     files: Arc<Files>,
     specialists: Specialists,
     usage: UsageWriter,
+    titles: Arc<titles::Titles>,
     config: ChatConfig,
     /// Running generations, awaited on shutdown.
     generations: TaskTracker,
@@ -145,15 +149,24 @@ impl ChatService {
             config.usage_batch_rows,
             Duration::from_millis(config.usage_flush_ms),
         );
+        let cut = CancellationToken::new();
+        let titles = Arc::new(titles::Titles::new(
+            store.clone(),
+            providers.clone(),
+            usage.clone(),
+            config.title_model.clone(),
+            cut.clone(),
+        ));
         Self {
             store,
             providers,
             files,
             specialists,
             usage,
+            titles,
             config,
             generations: TaskTracker::new(),
-            cut: CancellationToken::new(),
+            cut,
             closing: std::sync::atomic::AtomicBool::new(false),
         }
     }

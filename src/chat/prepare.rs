@@ -69,6 +69,7 @@ impl ChatService {
             .clone();
 
         // History: stored, sent along (stateless), or none (a new conversation).
+        let mut untitled = None;
         let (conversation_id, mut messages) =
             match (input.conversation_id, &input.conversation_history) {
                 (Some(_), Some(_)) => {
@@ -99,6 +100,8 @@ impl ChatService {
                             _ => break,
                         }
                     }
+                    untitled = (conversation.title.is_none() && conversation.message_count == 0)
+                        .then(|| message.clone());
                     (Some(conversation.id), history.finish())
                 }
                 (None, Some(history)) => {
@@ -193,10 +196,8 @@ impl ChatService {
         }
 
         let conversation_id = if new_conversation {
-            Some(
-                self.new_conversation(principal, &specialist, &message)
-                    .await?,
-            )
+            untitled = Some(message.clone());
+            Some(self.new_conversation(principal, &specialist).await?)
         } else {
             conversation_id
         };
@@ -235,6 +236,7 @@ impl ChatService {
             request_id,
             started,
             streamed: false,
+            untitled,
         })
     }
 
@@ -242,17 +244,13 @@ impl ChatService {
         &self,
         principal: &Principal,
         specialist: &Specialist,
-        message: &str,
     ) -> Result<Uuid, ChatError> {
         let now = now_utc();
-        let mut title: String = message.chars().take(60).collect();
-        if title.len() < message.len() {
-            title.push('…');
-        }
+        // Untitled until its first answer is stored: then `titles` names it.
         let conversation = Conversation {
             id: new_id(),
             owner: principal.user_id.clone(),
-            title: Some(title),
+            title: None,
             specialist_id: Some(specialist.id.clone()),
             message_count: 0,
             created_at: now,

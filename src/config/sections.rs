@@ -86,6 +86,8 @@ pub struct ChatConfig {
     pub usage_queue: usize,
     pub usage_batch_rows: usize,
     pub usage_flush_ms: u64,
+    /// provider/model that names new conversations; empty: their first message does.
+    pub title_model: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -40,6 +40,10 @@ pub trait ConversationStore: Send + Sync {
         archived_at: Option<Option<OffsetDateTime>>,
     ) -> Result<bool, StoreError>;
 
+    /// Sets the title of a live conversation that has none; false when it has one (the
+    /// user's, which must never be overwritten) or is gone.
+    async fn set_title_if_untitled(&self, id: Uuid, title: &str) -> Result<bool, StoreError>;
+
     /// Soft-deletes a conversation: gone from lists and reads; its rows stay until purged.
     async fn delete_conversation(&self, id: Uuid, at: OffsetDateTime) -> Result<bool, StoreError>;
 

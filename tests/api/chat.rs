@@ -121,9 +121,15 @@ async fn idempotent_replay(backend: Backend) {
         "invalid_field",
     )
     .await;
-    // Exactly one usage row per provider call: three answers and one failure.
+    // Exactly one usage row per chat call: three answers and one failure. (Naming the
+    // new conversations is a call of its own, with no specialist: see `titles`.)
     assert_eq!(
-        eventually_count(&app.db, "SELECT count(*) FROM usage_logs", 4).await,
+        eventually_count(
+            &app.db,
+            "SELECT count(*) FROM usage_logs WHERE specialist_id IS NOT NULL",
+            4
+        )
+        .await,
         4
     );
 }
@@ -236,7 +242,12 @@ async fn send_and_stream_through_the_mock(backend: Backend) {
 
     // Every call is accounted: two rows, one streamed.
     assert_eq!(
-        eventually_count(&app.db, "SELECT count(*) FROM usage_logs", 2).await,
+        eventually_count(
+            &app.db,
+            "SELECT count(*) FROM usage_logs WHERE specialist_id IS NOT NULL",
+            2
+        )
+        .await,
         2
     );
     assert_eq!(
@@ -416,7 +427,12 @@ async fn upstream_errors_before_and_during_a_stream(backend: Backend) {
 
     // One failed row per call, the partial one with estimated usage.
     assert_eq!(
-        eventually_count(&app.db, "SELECT count(*) FROM usage_logs", 3).await,
+        eventually_count(
+            &app.db,
+            "SELECT count(*) FROM usage_logs WHERE specialist_id IS NOT NULL",
+            3
+        )
+        .await,
         3
     );
     assert_eq!(
@@ -701,7 +717,11 @@ async fn no_lost_usage_rows() {
         // The batch interval is long: rows are still queued when shutdown begins.
         app.shutdown().await;
         assert_eq!(
-            count(&db, "SELECT count(*) FROM usage_logs").await,
+            count(
+                &db,
+                "SELECT count(*) FROM usage_logs WHERE specialist_id IS NOT NULL"
+            )
+            .await,
             N as i64,
             "{backend:?}"
         );

@@ -32,6 +32,8 @@ pub enum Reply {
         /// End by breaking the connection instead of finishing the body.
         cut: bool,
     },
+    /// Another reply, after a pause (a slow upstream).
+    Slow(Duration, Box<Reply>),
 }
 
 impl Reply {
@@ -116,8 +118,13 @@ impl Upstream {
 async fn answer(State(up): State<Upstream>, headers: HeaderMap, body: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     up.received.lock().unwrap().push(Received { headers, body });
-    let reply = up.script.lock().unwrap().pop_front();
+    let mut reply = up.script.lock().unwrap().pop_front();
+    while let Some(Reply::Slow(pause, inner)) = reply {
+        tokio::time::sleep(pause).await;
+        reply = Some(*inner);
+    }
     match reply {
+        Some(Reply::Slow(..)) => unreachable!("unwrapped above"),
         None => (StatusCode::INTERNAL_SERVER_ERROR, "no scripted reply").into_response(),
         Some(Reply::Json {
             status,

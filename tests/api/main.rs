@@ -21,3 +21,4 @@ mod providers;
 mod ratelimit;
 mod search;
 mod store;
+mod titles;

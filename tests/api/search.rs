@@ -39,12 +39,7 @@ async fn say(app: &TestApp, id: uuid::Uuid, role: MessageRole, content: &str) ->
 
 async fn search(app: &TestApp, token: &str, query: &[(&str, &str)]) -> reqwest::Response {
     let url = reqwest::Url::parse_with_params(&app.url("/v1/search"), query).unwrap();
-    app.client
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
+    app.client.get(url).bearer_auth(token).send().await.unwrap()
 }
 
 async fn hits(app: &TestApp, token: &str, q: &str) -> Vec<Value> {

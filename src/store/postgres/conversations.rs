@@ -127,6 +127,17 @@ impl ConversationStore for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn set_title_if_untitled(&self, id: Uuid, title: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE conversations SET title = $2 WHERE id = $1 AND title IS NULL AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(title)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn delete_conversation(&self, id: Uuid, at: OffsetDateTime) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE conversations SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
