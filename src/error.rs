@@ -432,3 +432,17 @@ impl From<crate::chat::ChatError> for ApiError {
         }
     }
 }
+
+impl From<crate::user_data::UserDataError> for ApiError {
+    fn from(e: crate::user_data::UserDataError) -> Self {
+        use crate::user_data::UserDataError as E;
+        match e {
+            E::Invalid { field, problem } => {
+                Self::invalid_field(field, format!("Invalid field `{field}`: {problem}"))
+            }
+            E::Forbidden(message) => Self::forbidden(message),
+            E::Files(inner) => inner.into(),
+            E::Store(inner) => inner.into(),
+        }
+    }
+}

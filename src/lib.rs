@@ -37,5 +37,6 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 pub mod tls;
+pub mod user_data;
 
 pub use http::build_app;

@@ -348,6 +348,30 @@ impl Files {
         Ok(())
     }
 
+    /// Deletes the bytes (and cached text) of every file `owner` has, deleted ones included;
+    /// the rows are left for the store's purge. Stops at the first storage failure, so an
+    /// erasure is retried rather than reported done with bytes left behind.
+    pub async fn purge_bytes(&self, owner: &str) -> Result<u64, FileError> {
+        let mut after = None;
+        let mut removed = 0;
+        loop {
+            let page = self.store.owner_files(owner, after, 200).await?;
+            for f in &page {
+                for key in [f.storage_key.clone(), self.key(f.id, ".txt")] {
+                    match self.objects.delete(&ObjectPath::from(key.as_str())).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(FileError::Storage(e.to_string())),
+                    }
+                }
+                removed += 1;
+            }
+            match page.last() {
+                Some(last) if page.len() == 200 => after = Some(last.id),
+                _ => return Ok(removed),
+            }
+        }
+    }
+
     /// The file's text for the chat, within the budget; extracted once, then read from a
     /// cached copy beside the file. Returns the text and whether it was cut.
     pub async fn text(&self, principal: &Principal, id: Uuid) -> Result<(String, bool), FileError> {

@@ -255,13 +255,19 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
-    /// A bearer token for `sub` with `role`, signed with the app's secret.
+    /// A bearer token for `sub` with `role`, signed with the app's secret. Every such user
+    /// has the same email, so the same usage hash: see `token_for` where that matters.
     pub fn token(&self, sub: &str, role: Role) -> String {
+        self.token_for(sub, Some("tester@example.com"), role)
+    }
+
+    /// A bearer token for `sub` with an email of its own (or none) and `role`.
+    pub fn token_for(&self, sub: &str, email: Option<&str>, role: Role) -> String {
         colloquy::auth::jwt::mint(
             &self.config.auth,
             &colloquy::auth::jwt::TokenRequest {
                 sub,
-                email: Some("tester@example.com"),
+                email,
                 role,
                 ttl_secs: 600,
             },

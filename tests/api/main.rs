@@ -22,3 +22,4 @@ mod ratelimit;
 mod search;
 mod store;
 mod titles;
+mod user_data;

@@ -304,21 +304,23 @@ async fn purge_removes_only_the_owner(backend: Backend) {
             .await
             .unwrap();
     }
-    let report = store.purge_owner("alice").await.unwrap();
+    let report = store.purge_owner("alice", &[]).await.unwrap();
     assert_eq!(
         report,
         PurgeReport {
             conversations: 1,
             messages: 2,
             files: 0,
-            api_keys: 0
+            api_keys: 0,
+            usage_logs: 0,
+            idempotency_keys: 0
         }
     );
     assert_eq!(store.get_conversation(mine.id).await.unwrap(), None);
     assert!(store.list_messages(mine.id).await.unwrap().is_empty());
     assert_eq!(store.list_messages(theirs.id).await.unwrap().len(), 2);
     // The purge path closes behind itself: ordinary deletes are refused again.
-    assert!(store.purge_owner("nobody").await.is_ok());
+    assert!(store.purge_owner("nobody", &[]).await.is_ok());
     assert!(raw_exec(&db, "DELETE FROM messages").await.is_err());
     assert_eq!(store.list_messages(theirs.id).await.unwrap().len(), 2);
 }
@@ -416,7 +418,7 @@ async fn api_keys_round_trip(backend: Backend) {
     );
 
     // Purging an owner removes their keys.
-    let report = store.purge_owner("alice").await.unwrap();
+    let report = store.purge_owner("alice", &[]).await.unwrap();
     assert_eq!(report.api_keys, 3);
     assert!(
         store

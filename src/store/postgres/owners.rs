@@ -1,18 +1,117 @@
-//! Everything one owner has, across tables: the purge path. On Postgres.
+//! Everything one owner has, across tables: export pages and the purge path. On Postgres.
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::PostgresStore;
-use crate::store::{OwnerStore, PurgeReport, StoreError};
+use crate::domain::{Conversation, Message, StoredFile, UsageRecord};
+use crate::store::{OwnerStore, PurgeReport, StoreError, rows};
 
 #[async_trait]
 impl OwnerStore for PostgresStore {
-    async fn purge_owner(&self, owner: &str) -> Result<PurgeReport, StoreError> {
+    async fn owner_conversations(
+        &self,
+        owner: &str,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE owner = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        );
+        let rows = sqlx::query(sql)
+            .bind(owner)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::conversation).collect()
+    }
+
+    async fn messages_after(
+        &self,
+        conversation_id: Uuid,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Message>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        );
+        let rows = sqlx::query(sql)
+            .bind(conversation_id)
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::message).collect()
+    }
+
+    async fn owner_files(
+        &self,
+        owner: &str,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<StoredFile>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            file_columns!(),
+            " FROM files WHERE owner = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        );
+        let rows = sqlx::query(sql)
+            .bind(owner)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::file).collect()
+    }
+
+    async fn usage_after(
+        &self,
+        user_hash: &str,
+        after: Option<(OffsetDateTime, Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            usage_columns!(),
+            " FROM usage_logs WHERE user_hash = $1",
+            " AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))",
+            " ORDER BY created_at, id LIMIT $4"
+        );
+        let rows = sqlx::query(sql)
+            .bind(user_hash)
+            .bind(after.map(|(t, _)| t))
+            .bind(after.map(|(_, id)| id))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::usage).collect()
+    }
+
+    async fn purge_owner(
+        &self,
+        owner: &str,
+        user_hashes: &[String],
+    ) -> Result<PurgeReport, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Opens the append-only trigger's purge path for this transaction only.
         sqlx::query("SELECT set_config('colloquy.purge', 'on', true)")
             .execute(&mut *tx)
             .await?;
+        let usage_logs = sqlx::query(
+            "DELETE FROM usage_logs WHERE user_hash = ANY($2) \
+             OR conversation_id IN (SELECT id FROM conversations WHERE owner = $1)",
+        )
+        .bind(owner)
+        .bind(user_hashes)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         let messages = sqlx::query(
             "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE owner = $1)",
         )
@@ -20,27 +119,31 @@ impl OwnerStore for PostgresStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let conversations = sqlx::query("DELETE FROM conversations WHERE owner = $1")
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let files = sqlx::query("DELETE FROM files WHERE owner = $1")
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let api_keys = sqlx::query("DELETE FROM api_keys WHERE owner = $1")
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let mut counts = [0u64; 4];
+        for (n, sql) in [
+            "DELETE FROM conversations WHERE owner = $1",
+            "DELETE FROM files WHERE owner = $1",
+            "DELETE FROM api_keys WHERE owner = $1",
+            "DELETE FROM idempotency_keys WHERE owner = $1",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            counts[n] = sqlx::query(sql)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
         tx.commit().await?;
+        let [conversations, files, api_keys, idempotency_keys] = counts;
         Ok(PurgeReport {
             conversations,
             messages,
             files,
             api_keys,
+            usage_logs,
+            idempotency_keys,
         })
     }
 }
