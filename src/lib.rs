@@ -31,6 +31,7 @@ pub mod http;
 pub mod providers;
 pub mod ratelimit;
 pub mod readiness;
+pub mod retention;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -116,5 +116,13 @@ impl AppState {
                 .clone()
                 .sweep_loop(self.background.shutdown_signal()),
         );
+        // Each instance its own lease holder name.
+        let holder = format!("instance-{}", crate::domain::new_id());
+        self.background.spawn(crate::retention::run_loop(
+            self.store.clone(),
+            self.config.retention.clone(),
+            holder,
+            self.background.shutdown_signal(),
+        ));
     }
 }

@@ -63,6 +63,7 @@ pub struct Config {
     pub files: FilesConfig,
     pub providers: ProvidersConfig,
     pub telemetry: TelemetryConfig,
+    pub retention: RetentionConfig,
 }
 
 fn default_environment() -> String {

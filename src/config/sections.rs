@@ -242,6 +242,17 @@ pub enum ProviderKind {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Archive conversations with no new message for this many days; 0: never.
+    pub archive_after_days: u32,
+    /// Delete soft-deleted conversations for good this many days after; 0: never.
+    pub purge_deleted_after_days: u32,
+    /// How often the job runs; one instance at a time (a lease in the database).
+    pub interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     pub format: LogFormat,
     pub filter: String,

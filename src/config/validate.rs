@@ -40,6 +40,7 @@ impl Config {
         }
         self.validate_cors()?;
         self.validate_auth()?;
+        self.validate_retention()?;
         self.validate_rate_limit()?;
         self.validate_providers()?;
         self.validate_files()?;
@@ -63,6 +64,29 @@ impl Config {
                 "database.url",
                 "is SQLite in production; use Postgres, or opt in with COLLOQUY_DATABASE__ALLOW_SQLITE_IN_PRODUCTION=true",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_retention(&self) -> Result<(), ConfigError> {
+        // Days become a time span: keep it within what a date can hold.
+        let r = &self.retention;
+        if r.interval_secs == 0 || r.interval_secs > 7 * 86_400 {
+            return Err(ConfigError::new(
+                "retention.interval_secs",
+                "must be between 1 and 604800 (a week)",
+            ));
+        }
+        for (setting, days) in [
+            ("retention.archive_after_days", r.archive_after_days),
+            (
+                "retention.purge_deleted_after_days",
+                r.purge_deleted_after_days,
+            ),
+        ] {
+            if days > 36_500 {
+                return Err(ConfigError::new(setting, "at most 36500 (a century)"));
+            }
         }
         Ok(())
     }

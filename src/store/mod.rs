@@ -32,6 +32,7 @@ mod api_keys;
 mod conversations;
 mod files;
 mod idempotency;
+mod maintenance;
 mod owners;
 mod postgres;
 mod rows;
@@ -52,6 +53,7 @@ pub use api_keys::ApiKeyStore;
 pub use conversations::ConversationStore;
 pub use files::FileStore;
 pub use idempotency::{IdempotencyClaim, IdempotencyStore};
+pub use maintenance::{MaintenanceStore, PurgedConversations};
 pub use owners::{OwnerStore, PurgeReport};
 pub use postgres::PostgresStore;
 pub use search::{SearchHit, SearchStore};
@@ -112,6 +114,7 @@ pub trait Store:
     + IdempotencyStore
     + OwnerStore
     + SearchStore
+    + MaintenanceStore
     + Send
     + Sync
     + 'static

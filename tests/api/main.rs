@@ -19,6 +19,7 @@ mod openapi;
 mod process;
 mod providers;
 mod ratelimit;
+mod retention;
 mod search;
 mod store;
 mod titles;

@@ -26,7 +26,7 @@ on_both_backends!(
     api_keys_round_trip,
 );
 
-async fn open(backend: Backend) -> Option<(TestDatabase, Arc<dyn Store>)> {
+pub async fn open(backend: Backend) -> Option<(TestDatabase, Arc<dyn Store>)> {
     let db = TestDatabase::create(backend).await?;
     let config = DatabaseConfig {
         url: db.url.clone(),
@@ -70,7 +70,7 @@ pub fn message(conversation_id: Uuid, role: MessageRole, content: &str) -> NewMe
 }
 
 /// Runs SQL on a connection of its own, as an operator or a bug elsewhere might.
-async fn raw_exec(db: &TestDatabase, sql: &'static str) -> Result<(), sqlx::Error> {
+pub async fn raw_exec(db: &TestDatabase, sql: &'static str) -> Result<(), sqlx::Error> {
     match db.backend {
         Backend::Postgres => {
             let mut c = sqlx::PgConnection::connect(&db.url).await?;

@@ -4,6 +4,7 @@ mod api_keys;
 mod conversations;
 mod files;
 mod idempotency;
+mod maintenance;
 mod owners;
 mod search;
 mod usage;
