@@ -167,9 +167,7 @@ def render(results: Path) -> str:
     out.append("")
     out.append("### History")
     out.append("")
-    out.append("Paging a 100,000-message conversation and full-text search over 1,000,000 messages: "
-               "skipped until the conversations issue (#9) lands its paging and search routes.")
-    out.append("")
+    out.extend(history(results))
     out.append("### Targets")
     out.append("")
     for name, ok in targets:
@@ -177,6 +175,40 @@ def render(results: Path) -> str:
     out.append("")
     out.append(f"File limit of the run: {m['fd_limit']:,} descriptors per process.")
     return "\n".join(out)
+
+
+def history(results: Path):
+    """The history table: sequential requests through Colloquy on Postgres (JWT, rate limits
+    and the access log on), one connection, so each figure is one request's whole latency."""
+    h = load(results, "history")
+    if h is None:
+        return ["Not run yet: `BENCH_ONLY=history bash bench/run.sh`."]
+    out = [
+        f"Postgres, {h['messages']:,} messages of one user: one conversation of "
+        f"{h['long_conversation']:,} and 900 of 1,000 (seeded by bench/history.sql in "
+        f"{h['seed_secs']} s). Sequential requests on one connection.",
+        "",
+        "| Request | Requests | p50 | p99 | Failed |",
+        "|---|---|---|---|---|",
+    ]
+    rows = [
+        ("page-newest", "Messages, newest page of 50 (`/messages?limit=50`)"),
+        ("page-middle", "Messages, a page of 50 in the middle (`before=50001`)"),
+        ("page-oldest", "Messages, the oldest page (`before=51`)"),
+        ("open", "Open the conversation (`GET /v1/conversations/{id}`, with its newest 50)"),
+        ("list", "Conversation list, first page of 50 of 901"),
+        ("search-two-words", f"Search, two words ({h['hits_two_words']:,} hits), top 20"),
+        ("search-one-word", f"Search, one word ({h['hits_one_word']:,} hits), top 20"),
+        ("search-one-word-page2", "Search, one word, second page (cursor)"),
+        ("search-every-message", f"Search, a word in every message ({h['messages']:,} hits), top 20"),
+    ]
+    for name, label in rows:
+        r = oha(results, f"history-{name}")
+        if r is None:
+            continue
+        out.append(f"| {label} | {r['total']:,} | {ms(r['p50'])} | {ms(r['p99'])} | {r['failed']} |")
+    out.append("")
+    return out
 
 
 def main():

@@ -6,6 +6,8 @@
 #
 #   bash bench/run.sh                 # the whole run (~10 minutes on 2 cores)
 #   BENCH_DURATION=3 BENCH_STREAMS=1000 bash bench/run.sh   # a quick look
+#   BENCH_ONLY=history bash bench/run.sh   # only the history scenario (~5 minutes); the
+#                                          # other figures are kept from bench/results/
 #
 # Needs: Postgres at BENCH_DATABASE_URL (a scratch database colloquy_bench is created there),
 # python3, and oha (installed with `cargo install oha --locked` when missing).
@@ -117,6 +119,14 @@ warm() { oha --no-tui -z "${WARMUP}s" -c "$CONCURRENCY" -m POST -T application/j
 
 load() { "$BIN/bench-load" "$@"; }
 
+# BENCH_ONLY=history runs that scenario alone and renders it with the last full run's figures.
+ONLY=${BENCH_ONLY:-}
+if [ "$ONLY" = history ]; then
+  cp bench/results/*.json "$RESULTS"/
+fi
+want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
+
+if want load; then
 # --- Scenarios against the fast mock (no delay, 16 tokens) -----------------------------
 start_mock mock-fast --tokens 16
 FAST=$MOCK_PORT
@@ -196,7 +206,44 @@ load hold --url "http://127.0.0.1:$APP_PORT/v1/chat/stream" -H "$AUTH" --body "$
   --rss "colloquy=$APP_PID" --rss "mock=$MOCK_PID" >"$RESULTS/postgres-hold.json"
 stop "$APP_PID"
 stop "$MOCK_PID"
+fi
 
+# --- History: paging a 100,000-message conversation, search over 1,000,000 messages -----
+if want history; then
+  log "postgres: seeding 1,000,000 messages (bench/history.sql)"
+  start_mock mock-history --tokens 16
+  start_colloquy colloquy-history "$(fresh_pg)" "$MOCK_PORT"
+  seed_start=$(date +%s)
+  psql "$PG_BASE/colloquy_bench" -q -f bench/history.sql >/dev/null
+  SEED_SECS=$(( $(date +%s) - seed_start ))
+  BASE="http://127.0.0.1:$APP_PORT"
+  LONG=01900000-0000-7000-8000-000000000000
+  # get NAME REQUESTS PATH: sequential GETs (one connection), after a short warm-up.
+  get() {
+    local name=$1 n=$2 path=$3
+    oha --no-tui -n 3 -c 1 -H "$AUTH" "$BASE$path" >/dev/null
+    oha --no-tui --output-format json -n "$n" -c 1 -H "$AUTH" "$BASE$path" >"$RESULTS/history-$name.json"
+  }
+  log "postgres: history paging"
+  get page-newest 500 "/v1/conversations/$LONG/messages?limit=50"
+  get page-middle 500 "/v1/conversations/$LONG/messages?limit=50&before=50001"
+  get page-oldest 500 "/v1/conversations/$LONG/messages?limit=50&before=51"
+  get open 500 "/v1/conversations/$LONG"
+  get list 500 "/v1/conversations?limit=50"
+  log "postgres: search"
+  get search-two-words 200 "/v1/search?q=term17%20term1234&limit=20"
+  get search-one-word 100 "/v1/search?q=term17&limit=20"
+  CURSOR=$(curl -fs "$BASE/v1/search?q=term17&limit=20" -H "$AUTH" | python3 -c 'import json,sys; print(json.load(sys.stdin)["next_cursor"])')
+  get search-one-word-page2 100 "/v1/search?q=term17&limit=20&cursor=$CURSOR"
+  get search-every-message 5 "/v1/search?q=message&limit=20"
+  HITS_ONE=$(psql "$PG_BASE/colloquy_bench" -qAtc "SELECT count(*) FROM messages WHERE search @@ websearch_to_tsquery('simple', '\"term17\"')")
+  HITS_TWO=$(psql "$PG_BASE/colloquy_bench" -qAtc "SELECT count(*) FROM messages WHERE search @@ websearch_to_tsquery('simple', '\"term17\" \"term1234\"')")
+  echo "{\"messages\": 1000000, \"long_conversation\": 100000, \"seed_secs\": $SEED_SECS, \"hits_one_word\": $HITS_ONE, \"hits_two_words\": $HITS_TWO}" >"$RESULTS/history.json"
+  stop "$APP_PID"
+  stop "$MOCK_PID"
+fi
+
+if want load; then
 # --- The record -------------------------------------------------------------------------
 {
   echo "{"
@@ -215,6 +262,7 @@ stop "$MOCK_PID"
   echo "\"stream_secs\": $STREAM_SECS"
   echo "}"
 } >"$RESULTS/machine.json"
+fi
 python3 bench/report.py "$RESULTS" bench/RESULTS.md
 mkdir -p bench/results
 cp "$RESULTS"/*.json bench/results/

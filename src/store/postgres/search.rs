@@ -1,5 +1,5 @@
-//! Full-text search over an owner's messages. On Postgres: the GIN expression index on
-//! `to_tsvector('simple', content)`.
+//! Full-text search over an owner's messages. On Postgres: the stored tsvector column
+//! `messages.search` and its GIN index.
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -16,15 +16,14 @@ impl SearchStore for PostgresStore {
         after: Option<(f64, Uuid)>,
         limit: i64,
     ) -> Result<Vec<SearchHit>, StoreError> {
-        // websearch_to_tsquery reads quoted phrases as phrases and never fails on syntax;
-        // the WHERE repeats the index's expression exactly, or the index is not used.
+        // websearch_to_tsquery reads quoted phrases as phrases and never fails on syntax.
         let rows = sqlx::query(
             "SELECT * FROM ( \
                 SELECT m.id, m.conversation_id, c.title, m.seq, m.role, m.content, m.created_at, \
-                       ts_rank(to_tsvector('simple', m.content), q.q)::float8 AS rank \
+                       ts_rank(m.search, q.q)::float8 AS rank \
                 FROM websearch_to_tsquery('simple', $2) AS q (q), \
                      messages m JOIN conversations c ON c.id = m.conversation_id \
-                WHERE to_tsvector('simple', m.content) @@ q.q \
+                WHERE m.search @@ q.q \
                   AND c.owner = $1 AND c.deleted_at IS NULL \
              ) hits \
              WHERE $3::float8 IS NULL OR (rank, id) < ($3, $4) \
