@@ -165,6 +165,7 @@ def render(results: Path) -> str:
         targets.append(("RSS per stream ≤ 2× mock's", ratio <= 2.0))
         targets.append(("no stream dropped", run["errors"] == 0 and run["completed"] == run["count"]))
     out.append("")
+    out.extend(floor(results, m, d_max, d_rate, d_ttft))
     out.append("### History")
     out.append("")
     out.extend(history(results))
@@ -175,6 +176,47 @@ def render(results: Path) -> str:
     out.append("")
     out.append(f"File limit of the run: {m['fd_limit']:,} descriptors per process.")
     return "\n".join(out)
+
+
+def floor(results: Path, m, d_max, d_rate, d_ttft):
+    """The floor table: the same scenarios through a bare axum + reqwest passthrough, the
+    least a proxy on Colloquy's stack costs. Its shortfall is the stack's, not Colloquy's."""
+    f_max, f_rate = oha(results, "floor-send-max"), oha(results, "floor-send-rate")
+    f_ttft, f_hold = load(results, "floor-stream-ttft"), load(results, "floor-hold")
+    if f_max is None:
+        return []
+    out = [
+        "### The floor: a bare axum + reqwest passthrough",
+        "",
+        "bench/src/bin/floor-proxy.rs forwards each request to the mock and passes the answer "
+        "back: no auth, no parsing, no database, no logs. It is the least any proxy built on "
+        "Colloquy's stack can cost, measured in the same run.",
+        "",
+        "| Scenario | Direct to mock | Floor | Target (for Colloquy) |",
+        "|---|---|---|---|",
+        f"| Send: max throughput | {num(d_max['rps'], ' req/s')} | "
+        f"{num(f_max['rps'], ' req/s')} ({100 * f_max['rps'] / d_max['rps']:.0f}% of direct) | ≥ 25% of direct |",
+        f"| Send at {m['fixed_rate']:,} req/s: p50 / p99 | {ms(d_rate['p50'])} / {ms(d_rate['p99'])} | "
+        f"{ms(f_rate['p50'])} / {ms(f_rate['p99'])} (p99 +{f_rate['p99'] - d_rate['p99']:.2f} ms) | added p99 ≤ 1 ms |",
+    ]
+    if f_ttft is not None:
+        out.append(
+            f"| Stream at {m['stream_rate']} streams/s: time to first token p50 / p99 | "
+            f"{ms(d_ttft['ttft_p50_ms'])} / {ms(d_ttft['ttft_p99_ms'])} | "
+            f"{ms(f_ttft['ttft_p50_ms'])} / {ms(f_ttft['ttft_p99_ms'])} "
+            f"(p99 +{f_ttft['ttft_p99_ms'] - d_ttft['ttft_p99_ms']:.2f} ms) | added p99 ≤ 1 ms |"
+        )
+    if f_hold is not None:
+        fl, mk = f_hold["rss"].get("floor"), f_hold["rss"].get("mock")
+        if fl and mk:
+            out.append(
+                f"| {f_hold['count']:,} slow streams held: RSS per stream, floor and its mock | "
+                f"{mk['per_stream_kib']:.1f} KiB (the mock) | {fl['per_stream_kib']:.1f} KiB "
+                f"({fl['per_stream_kib'] / mk['per_stream_kib']:.2f}× the mock's), "
+                f"{f_hold['completed']:,} of {f_hold['count']:,} completed | ≤ 2× the mock's |"
+            )
+    out.append("")
+    return out
 
 
 def history(results: Path):

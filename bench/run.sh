@@ -145,6 +145,31 @@ load run --url "$DIRECT_URL" --body "$DIRECT_STREAM_BODY" --first-marker '"conte
   --end-marker '[DONE]' --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
   >"$RESULTS/direct-stream-max.json"
 
+# The floor: the least any proxy on axum + reqwest costs (bench/src/bin/floor-proxy.rs).
+log "floor: send and streams through a bare axum + reqwest passthrough"
+start_floor() { # UPSTREAM_PORT: sets FLOOR_PORT and FLOOR_PID
+  "$BIN/floor-proxy" --listen 127.0.0.1:0 --upstream "http://127.0.0.1:$1/v1/chat/completions" \
+    >"$WORK/floor-$1.log" 2>&1 &
+  FLOOR_PID=$!
+  PIDS+=("$FLOOR_PID")
+  for _ in $(seq 1 100); do
+    if grep -q 'listening on' "$WORK/floor-$1.log"; then break; fi
+    sleep 0.05
+  done
+  FLOOR_PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/floor-$1.log")
+}
+start_floor "$FAST"
+FLOOR_URL="http://127.0.0.1:$FLOOR_PORT"
+echo '{}' >"$WORK/empty.json"
+warm "$FLOOR_URL/v1/chat/send" "$WORK/empty.json"
+oha_json floor-send-max "$FLOOR_URL/v1/chat/send" "$WORK/empty.json" -z "${DURATION}s" -c "$CONCURRENCY"
+oha_json floor-send-rate "$FLOOR_URL/v1/chat/send" "$WORK/empty.json" -z "${DURATION}s" -c "$CONCURRENCY" \
+  -q "$FIXED_RATE" --latency-correction
+load run --url "$FLOOR_URL/v1/chat/stream" --body '{}' --first-marker '"content"' \
+  --end-marker '[DONE]' --rate "$STREAM_RATE" --duration "$DURATION" --warmup "$WARMUP" \
+  >"$RESULTS/floor-stream-ttft.json"
+stop "$FLOOR_PID"
+
 for backend in postgres sqlite; do
   if [ "$backend" = postgres ]; then DB=$(fresh_pg); else DB="sqlite://$WORK/sqlite/colloquy.db"; fi
   start_colloquy "colloquy-$backend" "$DB" "$FAST"
@@ -196,6 +221,15 @@ log "direct: $STREAMS slow streams held open"
 start_mock mock-slow --tokens "$SLOW_TOKENS" --token-ms 100
 load hold --url "http://127.0.0.1:$MOCK_PORT/v1/chat/completions" --body "$DIRECT_STREAM_BODY" \
   --end-marker '[DONE]' --count "$STREAMS" --rss "mock=$MOCK_PID" >"$RESULTS/direct-hold.json"
+stop "$MOCK_PID"
+
+log "floor: $H1_STREAMS slow streams held open through the bare passthrough"
+start_mock mock-slow-floor --tokens "$SLOW_TOKENS" --token-ms 100
+start_floor "$MOCK_PORT"
+load hold --url "http://127.0.0.1:$FLOOR_PORT/v1/chat/stream" --body '{}' \
+  --end-marker '[DONE]' --count "$H1_STREAMS" \
+  --rss "floor=$FLOOR_PID" --rss "mock=$MOCK_PID" >"$RESULTS/floor-hold.json"
+stop "$FLOOR_PID"
 stop "$MOCK_PID"
 
 log "postgres: $H1_STREAMS slow streams held open through Colloquy"
