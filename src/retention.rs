@@ -1,7 +1,8 @@
 //! Retention: archive conversations left inactive for `archive_after_days`, and delete for
 //! good those soft-deleted more than `purge_deleted_after_days` ago. A background loop runs
 //! it on every instance, but a lease in the database lets only one run it at a time.
-//! `run_once` takes the clock as an argument, so tests can move time.
+//! `run_once` takes the clock as an argument, so tests can move time. Instances' clocks are
+//! assumed to agree (NTP) to well within an interval: the lease compares their times.
 
 use std::sync::Arc;
 
@@ -25,18 +26,25 @@ pub struct RetentionReport {
     pub purged_messages: u64,
 }
 
-/// Runs the job as `holder` at time `now`, if the lease is free or already `holder`'s.
-/// None when another instance holds it.
+/// Runs the job as `holder`, if the lease is free or already `holder`'s; `clock` tells the
+/// time (the cut-off dates come from its first reading). None when another instance holds
+/// the lease. Stops, with what it did so far, as soon as the lease is lost.
 pub async fn run_once(
     store: &dyn Store,
     config: &RetentionConfig,
     holder: &str,
-    now: OffsetDateTime,
+    clock: &(dyn Fn() -> OffsetDateTime + Send + Sync),
 ) -> Result<Option<RetentionReport>, StoreError> {
-    // Held for two intervals and renewed between batches: the holder's next run renews it,
-    // so another instance takes over only after the holder missed a run.
+    // Held for two intervals and renewed, by the clock, before every batch: the holder's
+    // next run renews it too, so another instance takes over only after the holder missed
+    // a run, and never while a long backlog is being worked off.
     let lease = time::Duration::seconds(2 * config.interval_secs as i64);
-    if !store.take_lease(LEASE, holder, now, now + lease).await? {
+    let renew = || async {
+        let now = clock();
+        store.take_lease(LEASE, holder, now, now + lease).await
+    };
+    let now = clock();
+    if !renew().await? {
         return Ok(None);
     }
     let mut report = RetentionReport::default();
@@ -45,20 +53,24 @@ pub async fn run_once(
         loop {
             let n = store.archive_inactive(before, now, BATCH).await?;
             report.archived += n;
-            if n < BATCH as u64 || !store.take_lease(LEASE, holder, now, now + lease).await? {
+            if n < BATCH as u64 {
                 break;
+            }
+            if !renew().await? {
+                return Ok(Some(report));
             }
         }
     }
     if config.purge_deleted_after_days > 0 {
         let before = now - time::Duration::days(i64::from(config.purge_deleted_after_days));
         loop {
+            if !renew().await? {
+                return Ok(Some(report));
+            }
             let n = store.purge_deleted(before, BATCH).await?;
             report.purged_conversations += n.conversations;
             report.purged_messages += n.messages;
-            if n.conversations < BATCH as u64
-                || !store.take_lease(LEASE, holder, now, now + lease).await?
-            {
+            if n.conversations < BATCH as u64 {
                 break;
             }
         }
@@ -84,7 +96,7 @@ pub async fn run_loop(
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        match run_once(store.as_ref(), &config, &holder, now_utc()).await {
+        match run_once(store.as_ref(), &config, &holder, &now_utc).await {
             Ok(Some(report)) if report != RetentionReport::default() => tracing::info!(
                 archived = report.archived,
                 purged_conversations = report.purged_conversations,

@@ -202,6 +202,11 @@ impl ChatService {
             .map_err(|_| ChatError::Internal)?
     }
 
+    /// Waits, up to `limit`, until every usage row recorded so far is written.
+    pub async fn settle_usage(&self, limit: Duration) -> bool {
+        self.usage.settle(limit).await
+    }
+
     /// A streamed answer: the start info now, the events through the receiver. The
     /// generation does not depend on the receiver being read, or kept.
     pub async fn stream(

@@ -356,20 +356,29 @@ impl Files {
         let mut removed = 0;
         loop {
             let page = self.store.owner_files(owner, after, 200).await?;
-            for f in &page {
-                for key in [f.storage_key.clone(), self.key(f.id, ".txt")] {
-                    match self.objects.delete(&ObjectPath::from(key.as_str())).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(FileError::Storage(e.to_string())),
-                    }
-                }
-                removed += 1;
-            }
+            let keys: Vec<(Uuid, String)> =
+                page.iter().map(|f| (f.id, f.storage_key.clone())).collect();
+            self.delete_bytes(&keys).await?;
+            removed += keys.len() as u64;
             match page.last() {
                 Some(last) if page.len() == 200 => after = Some(last.id),
                 _ => return Ok(removed),
             }
         }
+    }
+
+    /// Deletes the bytes and cached text of files by id and storage key; already gone is
+    /// fine, any other storage failure stops and is returned.
+    pub async fn delete_bytes(&self, files: &[(Uuid, String)]) -> Result<(), FileError> {
+        for (id, storage_key) in files {
+            for key in [storage_key.clone(), self.key(*id, ".txt")] {
+                match self.objects.delete(&ObjectPath::from(key.as_str())).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(FileError::Storage(e.to_string())),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The file's text for the chat, within the budget; extracted once, then read from a

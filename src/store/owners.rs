@@ -55,10 +55,11 @@ pub trait OwnerStore: Send + Sync {
     /// Deletes everything an owner has, in one transaction: conversations and their
     /// messages (the only path allowed to delete messages besides retention), file records,
     /// API keys, idempotency keys, and usage rows under any of `user_hashes` or about the
-    /// owner's conversations. File bytes are the caller's to delete.
+    /// owner's conversations. Returns what went, and the id and storage key of every file
+    /// row deleted: their bytes are the caller's to delete.
     async fn purge_owner(
         &self,
         owner: &str,
         user_hashes: &[String],
-    ) -> Result<PurgeReport, StoreError>;
+    ) -> Result<(PurgeReport, Vec<(Uuid, String)>), StoreError>;
 }

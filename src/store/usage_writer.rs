@@ -68,6 +68,20 @@ impl UsageWriter {
         self.depth.load(Ordering::Relaxed)
     }
 
+    /// Waits, up to `limit`, until no row is queued or unwritten: everything recorded
+    /// before the call is in the database. False at the limit (under steady load the queue
+    /// may never be empty).
+    pub async fn settle(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.depth.load(Ordering::Relaxed) > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// Writes everything queued, then stops. Call once nothing will record any more.
     pub async fn shutdown(&self) {
         let Some((task, stop)) = self.task.lock().await.take() else {

@@ -27,19 +27,20 @@ const IN_FLIGHT: usize = 4;
 /// The export as a body stream. The reading runs in a task of its own; a client that stops
 /// reading stops it, and a storage failure mid-way ends the body with an error, so a
 /// truncated export cannot pass for a whole one.
+/// `user_hashes`: every hash the user's usage rows are filed under (see `user_hashes`).
 pub fn stream(
     store: Arc<dyn Store>,
     principal: &Principal,
+    user_hashes: Vec<String>,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
     let owner = principal.user_id.clone();
-    let user_hash = principal.user_hash.clone();
     tokio::spawn(async move {
         let mut out = Writer {
             tx: tx.clone(),
             buf: BytesMut::with_capacity(CHUNK),
         };
-        let result = write(store.as_ref(), &owner, &user_hash, &mut out).await;
+        let result = write(store.as_ref(), &owner, &user_hashes, &mut out).await;
         match result {
             Ok(()) => {
                 let _ = out.flush().await;
@@ -99,7 +100,7 @@ impl Writer {
 async fn write(
     store: &dyn Store,
     owner: &str,
-    user_hash: &str,
+    user_hashes: &[String],
     out: &mut Writer,
 ) -> Result<(), Failure> {
     let head = json!({
@@ -164,19 +165,23 @@ async fn write(
     }
 
     out.raw("],\"usage\":[").await?;
-    let mut after = None;
     let mut first = true;
-    loop {
-        let page = store.usage_after(user_hash, after, PAGE).await?;
-        for u in &page {
-            if !std::mem::take(&mut first) {
-                out.raw(",").await?;
+    for user_hash in user_hashes {
+        let mut after = None;
+        loop {
+            let page = store.usage_after(user_hash, after, PAGE).await?;
+            for u in &page {
+                if !std::mem::take(&mut first) {
+                    out.raw(",").await?;
+                }
+                out.value(&usage(u)).await?;
             }
-            out.value(&usage(u)).await?;
-        }
-        match page.last() {
-            Some(last) if page.len() as i64 == PAGE => after = Some((last.created_at, last.id)),
-            _ => break,
+            match page.last() {
+                Some(last) if page.len() as i64 == PAGE => {
+                    after = Some((last.created_at, last.id));
+                }
+                _ => break,
+            }
         }
     }
 

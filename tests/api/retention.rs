@@ -69,7 +69,7 @@ async fn archives_and_purges_as_time_passes(backend: Backend) {
     let long_gone = conversation(store, now - 50 * day, 3, Some(now - 40 * day)).await;
     let just_gone = conversation(store, now - 10 * day, 4, Some(now - 5 * day)).await;
 
-    let report = run_once(store, &CONFIG, "a", now).await.unwrap();
+    let report = run_once(store, &CONFIG, "a", &move || now).await.unwrap();
     assert_eq!(
         report,
         Some(RetentionReport {
@@ -113,13 +113,13 @@ async fn archives_and_purges_as_time_passes(backend: Backend) {
 
     // The same moment again changes nothing.
     assert_eq!(
-        run_once(store, &CONFIG, "a", now).await.unwrap(),
+        run_once(store, &CONFIG, "a", &move || now).await.unwrap(),
         Some(RetentionReport::default())
     );
     // 26 days on, the other deleted one has been gone 31 days, and busy idles for 27.
     let later = now + 26 * day;
     assert_eq!(
-        run_once(store, &CONFIG, "a", later).await.unwrap(),
+        run_once(store, &CONFIG, "a", &move || later).await.unwrap(),
         Some(RetentionReport {
             archived: 0,
             purged_conversations: 1,
@@ -146,7 +146,7 @@ async fn archives_and_purges_as_time_passes(backend: Backend) {
     };
     let far = now + 1000 * day;
     assert_eq!(
-        run_once(store, &off, "a", far).await.unwrap(),
+        run_once(store, &off, "a", &move || far).await.unwrap(),
         Some(RetentionReport::default())
     );
     assert_eq!(count(&db, "SELECT count(*) FROM conversations").await, 2);
@@ -161,9 +161,10 @@ async fn two_instances_never_run_it_at_once(backend: Backend) {
     for round in 0..5 {
         // Far enough apart that the previous round's lease has run out.
         let now = start + 10 * round * hour;
+        let clock = move || now;
         let (a, b) = tokio::join!(
-            run_once(store.as_ref(), &CONFIG, "a", now),
-            run_once(store.as_ref(), &CONFIG, "b", now),
+            run_once(store.as_ref(), &CONFIG, "a", &clock),
+            run_once(store.as_ref(), &CONFIG, "b", &clock),
         );
         let (a, b) = (a.unwrap(), b.unwrap());
         assert!(
@@ -174,13 +175,13 @@ async fn two_instances_never_run_it_at_once(backend: Backend) {
         // While the winner's lease lasts the other cannot run; the winner can again.
         let soon = now + hour;
         assert_eq!(
-            run_once(store.as_ref(), &CONFIG, loser, soon)
+            run_once(store.as_ref(), &CONFIG, loser, &move || soon)
                 .await
                 .unwrap(),
             None
         );
         assert!(
-            run_once(store.as_ref(), &CONFIG, winner, soon)
+            run_once(store.as_ref(), &CONFIG, winner, &move || soon)
                 .await
                 .unwrap()
                 .is_some()
@@ -189,7 +190,7 @@ async fn two_instances_never_run_it_at_once(backend: Backend) {
     // A holder that stops running loses the lease once it runs out.
     let quiet = start + 100 * hour;
     assert!(
-        run_once(store.as_ref(), &CONFIG, "c", quiet)
+        run_once(store.as_ref(), &CONFIG, "c", &move || quiet)
             .await
             .unwrap()
             .is_some()

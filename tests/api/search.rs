@@ -112,6 +112,29 @@ async fn finds_only_the_callers_words(backend: Backend) {
     assert!(hits(&app, &alice, "lazy cats").await.is_empty());
     // Whole words: "dog" is not "Dogs".
     assert_eq!(ids(hits(&app, &alice, "dog").await), [fox.to_string()]);
+    // Addresses, hosts, paths and numbers are found by their parts and whole, on both.
+    let joined = say(
+        &app,
+        pets,
+        MessageRole::User,
+        "Mail vet@pets.example.com or see https://docs.example.org/care/dogs version 1.2.3 at 3.14pm",
+    )
+    .await;
+    for q in [
+        "vet@pets.example.com",
+        "example",
+        "docs.example.org",
+        "care/dogs",
+        "1.2.3",
+        "3.14pm",
+        "https",
+    ] {
+        assert_eq!(
+            ids(hits(&app, &alice, q).await),
+            [joined.to_string()],
+            "q = {q}"
+        );
+    }
     // Bob sees his own only.
     assert_eq!(hits(&app, &bob, "lazy").await.len(), 1);
     assert!(hits(&app, &bob, "afternoon").await.is_empty());
@@ -131,6 +154,10 @@ async fn pages_without_repeats(backend: Backend) {
             want.insert(say(&app, id, MessageRole::User, &text).await.to_string());
         }
     }
+    // Someone else keeps writing the same word between pages: that must not move alice's
+    // hits across the cursor (a score that depended on the whole table would).
+    let bob = app.token("bob", Role::User);
+    let bobs = conversation(&app, &bob, "bob's").await;
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     let mut last_score = f64::INFINITY;
@@ -144,6 +171,10 @@ async fn pages_without_repeats(backend: Backend) {
         let response = search(&app, &token, &query).await;
         assert_eq!(response.status(), 200);
         let page: Value = response.json().await.unwrap();
+        for n in 0..20 {
+            let text = format!("needle {}", "padding words ".repeat(n));
+            say(&app, bobs, MessageRole::User, &text).await;
+        }
         for hit in page["data"].as_array().unwrap() {
             let score = hit["score"].as_f64().unwrap();
             assert!(score <= last_score, "best first across pages");

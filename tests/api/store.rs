@@ -304,7 +304,7 @@ async fn purge_removes_only_the_owner(backend: Backend) {
             .await
             .unwrap();
     }
-    let report = store.purge_owner("alice", &[]).await.unwrap();
+    let report = store.purge_owner("alice", &[]).await.unwrap().0;
     assert_eq!(
         report,
         PurgeReport {
@@ -418,7 +418,7 @@ async fn api_keys_round_trip(backend: Backend) {
     );
 
     // Purging an owner removes their keys.
-    let report = store.purge_owner("alice", &[]).await.unwrap();
+    let report = store.purge_owner("alice", &[]).await.unwrap().0;
     assert_eq!(report.api_keys, 3);
     assert!(
         store

@@ -39,9 +39,7 @@ pub async fn erase_user(
     ApiJson(body): ApiJson<EraseUser>,
 ) -> Result<ApiJson<PurgeReport>, ApiError> {
     let report = user_data::erase_user(
-        state.store.as_ref(),
-        &state.files,
-        &state.auth,
+        crate::http::routes::me::services(&state),
         &principal,
         &user_id,
         &body.confirm,

@@ -24,7 +24,12 @@ use crate::user_data;
         (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
     ))]
 pub async fn export(State(state): State<AppState>, principal: Principal) -> Response {
-    let body = Body::from_stream(user_data::export::stream(state.store.clone(), &principal));
+    let hashes = user_data::user_hashes(&state.auth, &principal);
+    let body = Body::from_stream(user_data::export::stream(
+        state.store.clone(),
+        &principal,
+        hashes,
+    ));
     (
         [
             (header::CONTENT_TYPE, "application/json"),
@@ -37,6 +42,16 @@ pub async fn export(State(state): State<AppState>, principal: Principal) -> Resp
         body,
     )
         .into_response()
+}
+
+/// What erasure works with, from the app's state.
+pub(crate) fn services(state: &AppState) -> user_data::Services<'_> {
+    user_data::Services {
+        store: state.store.as_ref(),
+        files: &state.files,
+        auth: &state.auth,
+        chat: &state.chat,
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -62,13 +77,6 @@ pub async fn erase(
     principal: Principal,
     ApiJson(body): ApiJson<EraseMe>,
 ) -> Result<ApiJson<PurgeReport>, ApiError> {
-    let report = user_data::erase_own(
-        state.store.as_ref(),
-        &state.files,
-        &state.auth,
-        &principal,
-        &body.confirm,
-    )
-    .await?;
+    let report = user_data::erase_own(services(&state), &principal, &body.confirm).await?;
     Ok(ApiJson(report))
 }

@@ -97,7 +97,7 @@ impl OwnerStore for PostgresStore {
         &self,
         owner: &str,
         user_hashes: &[String],
-    ) -> Result<PurgeReport, StoreError> {
+    ) -> Result<(PurgeReport, Vec<(Uuid, String)>), StoreError> {
         let mut tx = self.pool.begin().await?;
         // Opens the append-only trigger's purge path for this transaction only.
         sqlx::query("SELECT set_config('colloquy.purge', 'on', true)")
@@ -119,16 +119,18 @@ impl OwnerStore for PostgresStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        let file_keys: Vec<(Uuid, String)> =
+            sqlx::query_as("DELETE FROM files WHERE owner = $1 RETURNING id, storage_key")
+                .bind(owner)
+                .fetch_all(&mut *tx)
+                .await?;
         let mut counts = [0u64; 4];
+        counts[1] = file_keys.len() as u64;
         for (n, sql) in [
-            "DELETE FROM conversations WHERE owner = $1",
-            "DELETE FROM files WHERE owner = $1",
-            "DELETE FROM api_keys WHERE owner = $1",
-            "DELETE FROM idempotency_keys WHERE owner = $1",
-        ]
-        .into_iter()
-        .enumerate()
-        {
+            (0, "DELETE FROM conversations WHERE owner = $1"),
+            (2, "DELETE FROM api_keys WHERE owner = $1"),
+            (3, "DELETE FROM idempotency_keys WHERE owner = $1"),
+        ] {
             counts[n] = sqlx::query(sql)
                 .bind(owner)
                 .execute(&mut *tx)
@@ -137,13 +139,14 @@ impl OwnerStore for PostgresStore {
         }
         tx.commit().await?;
         let [conversations, files, api_keys, idempotency_keys] = counts;
-        Ok(PurgeReport {
+        let report = PurgeReport {
             conversations,
             messages,
             files,
             api_keys,
             usage_logs,
             idempotency_keys,
-        })
+        };
+        Ok((report, file_keys))
     }
 }

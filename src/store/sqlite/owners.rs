@@ -97,7 +97,7 @@ impl OwnerStore for SqliteStore {
         &self,
         owner: &str,
         user_hashes: &[String],
-    ) -> Result<PurgeReport, StoreError> {
+    ) -> Result<(PurgeReport, Vec<(Uuid, String)>), StoreError> {
         let mut tx = self.pool.begin().await?;
         // Opens the append-only trigger's gate; the row is removed before commit, and a
         // failure rolls it back with everything else.
@@ -135,16 +135,18 @@ impl OwnerStore for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        let file_keys: Vec<(Uuid, String)> =
+            sqlx::query_as("DELETE FROM files WHERE owner = ? RETURNING id, storage_key")
+                .bind(owner)
+                .fetch_all(&mut *tx)
+                .await?;
         let mut counts = [0u64; 4];
+        counts[1] = file_keys.len() as u64;
         for (n, sql) in [
-            "DELETE FROM conversations WHERE owner = ?",
-            "DELETE FROM files WHERE owner = ?",
-            "DELETE FROM api_keys WHERE owner = ?",
-            "DELETE FROM idempotency_keys WHERE owner = ?",
-        ]
-        .into_iter()
-        .enumerate()
-        {
+            (0, "DELETE FROM conversations WHERE owner = ?"),
+            (2, "DELETE FROM api_keys WHERE owner = ?"),
+            (3, "DELETE FROM idempotency_keys WHERE owner = ?"),
+        ] {
             counts[n] = sqlx::query(sql)
                 .bind(owner)
                 .execute(&mut *tx)
@@ -156,13 +158,14 @@ impl OwnerStore for SqliteStore {
             .await?;
         tx.commit().await?;
         let [conversations, files, api_keys, idempotency_keys] = counts;
-        Ok(PurgeReport {
+        let report = PurgeReport {
             conversations,
             messages,
             files,
             api_keys,
             usage_logs,
             idempotency_keys,
-        })
+        };
+        Ok((report, file_keys))
     }
 }
