@@ -28,6 +28,7 @@ pub mod domain;
 pub mod error;
 pub mod files;
 pub mod http;
+pub mod prometheus;
 pub mod providers;
 pub mod ratelimit;
 pub mod readiness;

@@ -58,6 +58,20 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             "development mode: get a bearer token with `colloquy token --sub you --role user`"
         );
     }
+    if let Some(addr) = state.config.metrics_listen()? {
+        let metrics = bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
+        tracing::info!(address = %metrics.local_addr()?, "metrics listening");
+        let stop = state.background.shutdown_signal();
+        let app = crate::http::metrics_app(state.clone());
+        state.background.spawn(async move {
+            let served = axum::serve(metrics, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     serve(listener, state, shutdown_signal()).await
 }
 

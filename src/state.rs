@@ -67,6 +67,8 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, StateError> {
+        // Recording starts with the app, not with the first scrape.
+        crate::prometheus::handle();
         let redis = if config.redis.url.is_empty() {
             None
         } else {

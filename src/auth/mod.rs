@@ -56,6 +56,29 @@ pub enum AuthError {
     Unavailable,
 }
 
+impl AuthError {
+    /// A fixed label for metrics (never the credential, never a message with data in it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::WrongScheme => "wrong_scheme",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::WrongAlgorithm => "wrong_algorithm",
+            Self::UnknownKey => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::BadClaims(_) => "bad_claims",
+            Self::Malformed => "malformed",
+            Self::DomainNotAllowed => "domain_not_allowed",
+            Self::UnknownApiKey => "unknown_api_key",
+            Self::RevokedApiKey => "revoked_api_key",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// A credential as presented.
 #[derive(Debug, Clone, Copy)]
 pub enum Credential<'a> {

@@ -64,6 +64,7 @@ pub struct Config {
     pub providers: ProvidersConfig,
     pub telemetry: TelemetryConfig,
     pub retention: RetentionConfig,
+    pub metrics: MetricsConfig,
 }
 
 fn default_environment() -> String {

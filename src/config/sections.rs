@@ -242,6 +242,15 @@ pub enum ProviderKind {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// An address of its own for `GET /metrics` (e.g. "127.0.0.1:9100"); empty: none.
+    pub listen: String,
+    /// A bearer token for `GET /metrics` on the main address; empty: not served there.
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Archive conversations with no new message for this many days; 0: never.
     pub archive_after_days: u32,

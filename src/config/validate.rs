@@ -41,6 +41,7 @@ impl Config {
         self.validate_cors()?;
         self.validate_auth()?;
         self.validate_retention()?;
+        self.metrics_listen()?;
         self.validate_rate_limit()?;
         self.validate_providers()?;
         self.validate_files()?;
@@ -66,6 +67,17 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The metrics' own address, when one is set.
+    pub fn metrics_listen(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let listen = self.metrics.listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        listen.parse().map(Some).map_err(|_| {
+            ConfigError::new("metrics.listen", "must be host:port, e.g. 127.0.0.1:9100")
+        })
     }
 
     fn validate_retention(&self) -> Result<(), ConfigError> {

@@ -12,7 +12,7 @@ use crate::auth::api_keys::KEY_PREFIX;
 use crate::auth::{AuthError, Credential};
 use crate::error::ApiError;
 use crate::http::limits;
-use crate::ratelimit::Verdict;
+use crate::ratelimit::{Class, Verdict};
 use crate::state::AppState;
 
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -32,7 +32,7 @@ pub async fn require_principal(
             Err(_) => None,
         };
         let Some(principal) = principal else {
-            return limits::limited(&decision);
+            return limits::limited(&decision, Class::Anonymous);
         };
         request.extensions_mut().insert(principal);
         return next.run(request).await;
@@ -49,13 +49,15 @@ pub async fn require_principal(
         Err(reason) => {
             // An audit event: the reason, never the credential.
             tracing::warn!(target: "colloquy::audit", event = "auth_failed", reason = %reason);
+            metrics::counter!(crate::prometheus::AUTH_FAILURES, "reason" => reason.kind())
+                .increment(1);
             // Our own outage is not the caller's attempt: no spend.
             if reason == AuthError::Unavailable {
                 return refusal(&reason).into_response();
             }
             // Failed and missing credentials spend from the address's bucket (brute force).
             match state.limiter.check_anonymous(ip).await {
-                Verdict::Limited(d) => limits::limited(&d),
+                Verdict::Limited(d) => limits::limited(&d, Class::Anonymous),
                 Verdict::Unavailable => limits::unavailable(),
                 Verdict::Allowed(decision) => {
                     let mut response = refusal(&reason).into_response();

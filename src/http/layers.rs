@@ -63,6 +63,7 @@ pub fn apply(router: Router, config: &Config) -> Router {
                 HeaderName::from_static("x-api-key"),
             ]))
             .layer(middleware::from_fn(request_id::assign))
+            .layer(middleware::from_fn(count_request))
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(make_span)
@@ -158,6 +159,39 @@ fn make_span(request: &Request) -> Span {
         .get::<MatchedPath>()
         .map_or("", MatchedPath::as_str);
     tracing::info_span!("request", request_id = %id, method = %request.method(), route)
+}
+
+/// Requests and their latency by route template, for the metrics. Never the raw path: ids
+/// in it would make a series each. Unmatched requests (404s) share one label.
+async fn count_request(request: Request, next: Next) -> Response {
+    use crate::prometheus::{HTTP_DURATION, HTTP_REQUESTS};
+    let started = std::time::Instant::now();
+    let method = method_label(request.method());
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let response = next.run(request).await;
+    let route = route
+        .as_ref()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// The access log line. Status and latency are fields of the event rather than recorded

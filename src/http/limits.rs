@@ -46,7 +46,7 @@ pub async fn limit_user(State(state): State<AppState>, request: Request, next: N
             }
             response
         }
-        Verdict::Limited(d) => limited(&d),
+        Verdict::Limited(d) => limited(&d, class),
         Verdict::Unavailable => unavailable(),
     }
 }
@@ -73,7 +73,8 @@ pub fn client_ip(state: &AppState, request: &Request) -> IpAddr {
 }
 
 /// The 429 answer: the envelope, `Retry-After` in whole seconds, and the bucket's headers.
-pub fn limited(d: &Decision) -> Response {
+pub fn limited(d: &Decision, class: Class) -> Response {
+    metrics::counter!(crate::prometheus::RATE_LIMITED, "class" => class.as_str()).increment(1);
     let wait = whole_seconds(d.retry_after.unwrap_or(Duration::from_secs(1))).max(1);
     let mut response = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,

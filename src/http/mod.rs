@@ -47,6 +47,13 @@ pub fn build_app(state: AppState) -> Router {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(DOCS_CSP),
     ));
+    // An ops endpoint, not part of the API (so not in the OpenAPI document): on the main
+    // address only behind its token.
+    let router = if state.config.metrics.token.is_empty() {
+        router
+    } else {
+        router.route("/metrics", get(routes::metrics::metrics))
+    };
     let router = router
         .route(
             "/openapi.json",
@@ -60,6 +67,13 @@ pub fn build_app(state: AppState) -> Router {
         // The body limit lives in the layer stack, where it also covers streamed bodies.
         .layer(DefaultBodyLimit::disable());
     layers::apply(router.with_state(state.clone()), &state.config)
+}
+
+/// The metrics on an address of their own (`metrics.listen`): nothing else is served there.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(routes::metrics::metrics))
+        .with_state(state)
 }
 
 /// The one route list. Public routes, then the protected API under `/v1`, in groups that

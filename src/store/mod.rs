@@ -128,6 +128,9 @@ pub trait Store:
     /// One round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The pool's connections: (in use, idle), for the metrics.
+    fn pool_connections(&self) -> (u32, u32);
+
     /// Closes the pool, waiting for connections to be returned.
     async fn close(&self);
 }

@@ -53,8 +53,10 @@ impl UsageWriter {
         }
     }
 
-    /// Queues a row; waits while the queue is full.
+    /// Queues a row; waits while the queue is full. Every provider call passes here, so
+    /// this is also where the calls, tokens and cost are counted for the metrics.
     pub async fn record(&self, row: UsageRecord) {
+        count_call(&row);
         self.depth.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.tx.send(row).await {
             // Only after shutdown finished: nothing may be accounted any more. Say so loudly.
@@ -90,6 +92,27 @@ impl UsageWriter {
         let _ = stop.send(());
         let _ = task.await;
     }
+}
+
+/// The call's metrics, labelled as its usage row is: provider, model, outcome.
+fn count_call(row: &UsageRecord) {
+    use crate::prometheus::{COST, PROVIDER_CALLS, PROVIDER_DURATION, PROVIDER_TTFT, TOKENS};
+    let outcome = row.error_code.clone().unwrap_or_else(|| "ok".to_owned());
+    let (provider, model) = (row.provider.clone(), row.model.clone());
+    metrics::counter!(PROVIDER_CALLS, "provider" => provider.clone(), "model" => model.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(PROVIDER_DURATION, "provider" => provider.clone(), "model" => model.clone())
+        .record(row.latency_ms as f64 / 1000.0);
+    if let Some(ttft) = row.ttft_ms {
+        metrics::histogram!(PROVIDER_TTFT, "provider" => provider, "model" => model.clone())
+            .record(ttft as f64 / 1000.0);
+    }
+    let tokens = |n: i64| u64::try_from(n).unwrap_or(0);
+    metrics::counter!(TOKENS, "model" => model.clone(), "direction" => "input")
+        .increment(tokens(row.input_tokens));
+    metrics::counter!(TOKENS, "model" => model.clone(), "direction" => "output")
+        .increment(tokens(row.output_tokens));
+    metrics::counter!(COST, "model" => model).increment(tokens(row.cost_nano_usd));
 }
 
 async fn run(
@@ -155,10 +178,13 @@ async fn flush(
     }
     let mut wait = Duration::from_millis(100);
     let mut attempt = 0u32;
+    let started = Instant::now();
     loop {
         attempt += 1;
         match store.insert_usage(batch).await {
             Ok(()) => {
+                metrics::histogram!(crate::prometheus::USAGE_FLUSH)
+                    .record(started.elapsed().as_secs_f64());
                 depth.fetch_sub(batch.len(), Ordering::Relaxed);
                 batch.clear();
                 return;

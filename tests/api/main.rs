@@ -15,6 +15,7 @@ mod fakes;
 mod files;
 mod frame;
 mod health;
+mod metrics;
 mod openapi;
 mod process;
 mod providers;

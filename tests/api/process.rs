@@ -387,3 +387,51 @@ async fn a_50_mb_upload_and_download_do_not_grow_the_server_by_the_file_size() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn metrics_on_an_address_of_their_own() {
+    let server = start(&[("COLLOQUY_METRICS__LISTEN", "127.0.0.1:0")]);
+    let mut metrics_address = None;
+    for _ in 0..100 {
+        let found = server.logs.lock().unwrap().iter().find_map(|line| {
+            let json: serde_json::Value = serde_json::from_str(line).ok()?;
+            (json["fields"]["message"] == "metrics listening")
+                .then(|| json["fields"]["address"].as_str().map(str::to_owned))
+                .flatten()
+        });
+        if found.is_some() {
+            metrics_address = found;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics_address = metrics_address.expect("the metrics address is logged");
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("http://{}/health", server.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // There: no token needed. On the main address: not served at all.
+    let text = client
+        .get(format!("http://{metrics_address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            "colloquy_http_requests_total{route=\"/health\",method=\"GET\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    let main = client
+        .get(format!("http://{}/metrics", server.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(main.status(), 404);
+}

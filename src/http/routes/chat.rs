@@ -327,8 +327,13 @@ pub async fn stream(
             }
         }))
         .enumerate()
-        .map(|(id, (name, data))| {
-            Ok::<_, Infallible>(Event::default().id(id.to_string()).event(name).data(data))
+        .map({
+            // Counted open while the response body (which owns this closure) lives.
+            let open = OpenStream::new();
+            move |(id, (name, data))| {
+                let _ = &open;
+                Ok::<_, Infallible>(Event::default().id(id.to_string()).event(name).data(data))
+            }
         });
     let keepalive = Duration::from_secs(state.config.chat.keepalive_secs);
     let mut response = Sse::new(events)
@@ -347,4 +352,20 @@ fn tokio_stream_from<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
 ) -> impl Stream<Item = T> + Send {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// One open SSE stream in the `colloquy_sse_streams_open` gauge, for as long as it lives.
+struct OpenStream;
+
+impl OpenStream {
+    fn new() -> Self {
+        metrics::gauge!(crate::prometheus::SSE_STREAMS).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::prometheus::SSE_STREAMS).decrement(1.0);
+    }
 }

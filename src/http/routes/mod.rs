@@ -7,4 +7,5 @@ pub mod conversations;
 pub mod files;
 pub mod health;
 pub mod me;
+pub mod metrics;
 pub mod search;

@@ -90,6 +90,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn pool_connections(&self) -> (u32, u32) {
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        (self.pool.size().saturating_sub(idle), idle)
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

@@ -1,0 +1,115 @@
+//! Metrics in Prometheus's text format: one process-wide recorder (the `metrics` facade),
+//! the names and help texts of every series Colloquy records, and the rendering behind
+//! `GET /metrics`. Recording sites call `metrics::counter!` and friends with the names below.
+
+use std::sync::OnceLock;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "colloquy_http_requests_total";
+pub const HTTP_DURATION: &str = "colloquy_http_request_duration_seconds";
+pub const PROVIDER_CALLS: &str = "colloquy_provider_calls_total";
+pub const PROVIDER_DURATION: &str = "colloquy_provider_call_duration_seconds";
+pub const PROVIDER_TTFT: &str = "colloquy_provider_time_to_first_token_seconds";
+pub const TOKENS: &str = "colloquy_tokens_total";
+pub const COST: &str = "colloquy_cost_nanodollars_total";
+pub const RATE_LIMITED: &str = "colloquy_rate_limited_total";
+pub const AUTH_FAILURES: &str = "colloquy_auth_failures_total";
+pub const USAGE_QUEUE: &str = "colloquy_usage_queue_rows";
+pub const USAGE_FLUSH: &str = "colloquy_usage_flush_duration_seconds";
+pub const DB_CONNECTIONS: &str = "colloquy_db_pool_connections";
+pub const SSE_STREAMS: &str = "colloquy_sse_streams_open";
+
+/// Request and call latencies span sub-millisecond answers to minutes-long generations.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0, 300.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's recorder, installed on first use. Every app in the process (tests start
+/// several) shares it: the `metrics` facade has one global recorder.
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        // Refused only for empty buckets, which SECONDS_BUCKETS is not; were it refused, the
+        // exporter's default (summaries) would still render.
+        let recorder = match PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        {
+            Ok(builder) => builder,
+            Err(_) => PrometheusBuilder::new(),
+        }
+        .build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder was installed first; then this one stays unused
+        // and /metrics shows what it has (nothing), which is visible, not fatal.
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        describe();
+        handle.clone()
+    })
+}
+
+/// The exposition: histograms' windows are rolled first, as the exporter's own listener
+/// would.
+pub fn render() -> String {
+    let handle = handle();
+    handle.run_upkeep();
+    handle.render()
+}
+
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by route template, method and status."
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Time to answer an HTTP request (to the response head; streams run on), by route and method."
+    );
+    describe_counter!(
+        PROVIDER_CALLS,
+        "LLM provider calls, by provider, model and outcome (ok, or the error code)."
+    );
+    describe_histogram!(
+        PROVIDER_DURATION,
+        Unit::Seconds,
+        "Duration of LLM provider calls, whole answers and streams to their end."
+    );
+    describe_histogram!(
+        PROVIDER_TTFT,
+        Unit::Seconds,
+        "Time from a streamed call's start to its first token."
+    );
+    describe_counter!(
+        TOKENS,
+        "Tokens sent to (input) and received from (output) providers, by model."
+    );
+    describe_counter!(
+        COST,
+        "What provider calls cost by the configured prices, in nano-dollars (1e-9 USD), by model."
+    );
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused by the rate limiter, by bucket class."
+    );
+    describe_counter!(
+        AUTH_FAILURES,
+        "Requests whose credentials failed, by reason."
+    );
+    describe_gauge!(
+        USAGE_QUEUE,
+        "Usage rows recorded and not yet written to the database."
+    );
+    describe_histogram!(
+        USAGE_FLUSH,
+        Unit::Seconds,
+        "Time to write one batch of usage rows."
+    );
+    describe_gauge!(DB_CONNECTIONS, "Database pool connections, in use or idle.");
+    describe_gauge!(SSE_STREAMS, "Server-sent event streams open to clients.");
+}
