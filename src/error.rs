@@ -446,3 +446,16 @@ impl From<crate::user_data::UserDataError> for ApiError {
         }
     }
 }
+
+impl From<crate::usage::UsageError> for ApiError {
+    fn from(e: crate::usage::UsageError) -> Self {
+        use crate::usage::UsageError as E;
+        match e {
+            E::Invalid { field, problem } => {
+                Self::invalid_field(field, format!("Invalid field `{field}`: {problem}"))
+            }
+            E::Forbidden(message) => Self::forbidden(message),
+            E::Store(inner) => inner.into(),
+        }
+    }
+}

@@ -39,6 +39,7 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 pub mod tls;
+pub mod usage;
 pub mod user_data;
 
 pub use http::build_app;

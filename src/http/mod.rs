@@ -99,6 +99,8 @@ fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
             .routes(routes!(routes::me::export))
             .routes(routes!(routes::me::erase))
             .routes(routes!(routes::admin::erase_user))
+            .routes(routes!(routes::usage::mine))
+            .routes(routes!(routes::usage::admin))
             .routes(routes!(routes::api_keys::create, routes::api_keys::list))
             .routes(routes!(routes::api_keys::revoke))
             .routes(routes!(routes::chat::specialists)),

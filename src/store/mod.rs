@@ -58,7 +58,7 @@ pub use owners::{OwnerStore, PurgeReport};
 pub use postgres::PostgresStore;
 pub use search::{SearchHit, SearchStore};
 pub use sqlite::SqliteStore;
-pub use usage::UsageStore;
+pub use usage::{UsageBucket, UsageGroup, UsageOf, UsageStore};
 
 /// Errors of the storage layer; `error.rs` decides what a client sees.
 #[derive(Debug, thiserror::Error)]

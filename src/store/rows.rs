@@ -7,7 +7,7 @@ use sqlx::{ColumnIndex, Database, Decode, Row, Type};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{SearchHit, StoreError, parse_column};
+use super::{SearchHit, StoreError, UsageBucket, parse_column};
 use crate::domain::{
     ApiKey, Conversation, Message, MessageRole, MessageStatus, Role, StoredFile, UsageRecord,
 };
@@ -165,5 +165,23 @@ where
         content: row.try_get("content")?,
         created_at: row.try_get("created_at")?,
         rank: row.try_get("rank")?,
+    })
+}
+
+pub(super) fn usage_bucket<'r, R>(row: &'r R) -> Result<UsageBucket, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Column<'r, R::Database>,
+    i64: Column<'r, R::Database>,
+{
+    Ok(UsageBucket {
+        key: row.try_get("key")?,
+        requests: row.try_get("requests")?,
+        succeeded: row.try_get("succeeded")?,
+        input_tokens: row.try_get("input_tokens")?,
+        output_tokens: row.try_get("output_tokens")?,
+        cached_tokens: row.try_get("cached_tokens")?,
+        cost_nano_usd: row.try_get("cost_nano_usd")?,
     })
 }

@@ -24,4 +24,5 @@ mod retention;
 mod search;
 mod store;
 mod titles;
+mod usage;
 mod user_data;

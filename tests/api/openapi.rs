@@ -150,6 +150,8 @@ async fn openapi_is_valid_matches_snapshot_and_router() {
         "GET /v1/me/export",
         "DELETE /v1/me",
         "DELETE /v1/admin/users/{user_id}",
+        "GET /v1/usage",
+        "GET /v1/admin/usage",
         "POST /v1/api-keys",
         "GET /v1/api-keys",
         "DELETE /v1/api-keys/{id}",

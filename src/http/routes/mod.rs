@@ -9,3 +9,4 @@ pub mod health;
 pub mod me;
 pub mod metrics;
 pub mod search;
+pub mod usage;

@@ -2,13 +2,60 @@
 
 use async_trait::async_trait;
 use sqlx::QueryBuilder;
+use time::OffsetDateTime;
 
 use super::PostgresStore;
 use crate::domain::UsageRecord;
-use crate::store::{StoreError, UsageStore, rows};
+use crate::store::{StoreError, UsageBucket, UsageGroup, UsageOf, UsageStore, rows};
+
+/// Sums per group; only the key expression differs between groupings.
+macro_rules! summary_sql {
+    ($key:literal) => {
+        concat!(
+            "SELECT ",
+            $key,
+            " AS key, count(*) AS requests, ",
+            "count(*) FILTER (WHERE success) AS succeeded, ",
+            "coalesce(sum(input_tokens), 0)::bigint AS input_tokens, ",
+            "coalesce(sum(output_tokens), 0)::bigint AS output_tokens, ",
+            "coalesce(sum(cached_tokens), 0)::bigint AS cached_tokens, ",
+            "coalesce(sum(cost_nano_usd), 0)::bigint AS cost_nano_usd ",
+            "FROM usage_logs WHERE ($1 OR user_hash = ANY($2)) ",
+            "AND created_at >= $3 AND created_at < $4 GROUP BY 1 ORDER BY 1 NULLS LAST"
+        )
+    };
+}
 
 #[async_trait]
 impl UsageStore for PostgresStore {
+    async fn usage_summary(
+        &self,
+        of: UsageOf<'_>,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        group: UsageGroup,
+    ) -> Result<Vec<UsageBucket>, StoreError> {
+        let sql = match group {
+            UsageGroup::Day => {
+                summary_sql!("to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+            }
+            UsageGroup::Model => summary_sql!("model"),
+            UsageGroup::Specialist => summary_sql!("specialist_id"),
+        };
+        let (everyone, hashes): (bool, &[String]) = match of {
+            UsageOf::User(hashes) => (false, hashes),
+            UsageOf::Everyone => (true, &[]),
+        };
+        let rows = sqlx::query(sql)
+            .bind(everyone)
+            .bind(hashes)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::usage_bucket).collect()
+    }
+
     async fn insert_usage(&self, rows: &[UsageRecord]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
