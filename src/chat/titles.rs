@@ -142,7 +142,17 @@ impl Titles {
                 row.error_code = Some(f.error.code().to_owned());
                 None
             }
+            // Cut by the deadline or shutdown: the prompt may already be billed, so it is
+            // estimated and priced, as a cut chat answer is (never a silent zero).
             None => {
+                let mut sent = request.clone();
+                sent.model = crate::providers::registry::split_model(&self.model)
+                    .map(|(_, m)| m.to_owned())
+                    .unwrap_or_default();
+                let usage = crate::providers::registry::estimate(&sent, "");
+                row.input_tokens = usage.input_tokens as i64;
+                row.usage_estimated = true;
+                row.cost_nano_usd = self.providers.pricing().cost_nano_usd(&self.model, &usage);
                 row.error_code = Some("timeout".to_owned());
                 None
             }

@@ -12,6 +12,7 @@ use crate::helpers::{Backend, TestApp, count, eventually_count};
 use crate::on_both_backends;
 
 on_both_backends!(
+    a_title_call_cut_by_shutdown_is_accounted_with_its_prompt,
     a_model_names_a_new_conversation_once,
     the_first_message_names_it_when_the_model_fails,
     a_title_the_user_set_is_never_overwritten
@@ -253,4 +254,48 @@ async fn a_title_the_user_set_is_never_overwritten(backend: Backend) {
         eventual_title(&app, &alice, &racing).await.as_deref(),
         Some("Chosen by me")
     );
+}
+
+async fn a_title_call_cut_by_shutdown_is_accounted_with_its_prompt(backend: Backend) {
+    let up = Upstream::openai().await;
+    let Some(app) = app_with(backend, &up, "openai/gpt-4o-mini").await else {
+        return;
+    };
+    let alice = app.token("alice", Role::User);
+    up.push(Reply::json(
+        200,
+        fakes::openai_completion("Gladly!", 40, 12),
+    ));
+    // The title call outlives the shutdown grace (5 s in tests) and is cut.
+    up.push(Reply::Slow(
+        Duration::from_secs(30),
+        Box::new(Reply::json(200, fakes::openai_completion("Too late", 9, 3))),
+    ));
+    let answer = send(
+        &app,
+        &alice,
+        json!({"specialist_id": "general", "message": FIRST}),
+    )
+    .await;
+    let id = answer["conversation_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let db = app.db.clone();
+    app.shutdown().await;
+    // Never a silent zero: the prompt was sent, so it is estimated and priced.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM usage_logs WHERE specialist_id IS NULL AND NOT success \
+             AND error_code = 'timeout' AND usage_estimated AND input_tokens > 0 AND cost_nano_usd > 0"
+        )
+        .await,
+        1
+    );
+    // And the conversation still got its fallback title.
+    let stored: i64 = count(
+        &db,
+        "SELECT count(*) FROM conversations WHERE title IS NOT NULL",
+    )
+    .await;
+    assert_eq!(stored, 1, "{id}");
 }
