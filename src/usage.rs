@@ -116,7 +116,13 @@ async fn report(
     };
     let from = match request.from {
         Some(f) => instant(f, "from")?,
-        None => to - time::Duration::days(DEFAULT_DAYS),
+        None => to
+            .checked_sub(time::Duration::days(DEFAULT_DAYS))
+            .filter(|t| t.year() >= MIN_YEAR)
+            .ok_or(UsageError::Invalid {
+                field: "to",
+                problem: format!("must be in the years {MIN_YEAR} to {MAX_YEAR}"),
+            })?,
     };
     if from >= to {
         return Err(UsageError::Invalid {
@@ -161,16 +167,30 @@ async fn report(
     })
 }
 
-/// An RFC 3339 time, or a date (`YYYY-MM-DD`: its midnight, UTC).
+/// Times a report may name: what both databases store and RFC 3339 can write back.
+const MIN_YEAR: i32 = 1970;
+const MAX_YEAR: i32 = 9999;
+
+/// An RFC 3339 time, or a date (`YYYY-MM-DD`: its midnight, UTC), in the years
+/// `MIN_YEAR` to `MAX_YEAR`. Converting an offset never panics: a time whose UTC instant
+/// falls outside the range is refused like a malformed one.
 fn instant(raw: &str, field: &'static str) -> Result<OffsetDateTime, UsageError> {
-    if let Ok(t) = OffsetDateTime::parse(raw, &Rfc3339) {
-        return Ok(t.to_offset(time::UtcOffset::UTC));
-    }
     let date_format = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(raw, &date_format)
-        .map(|d| d.with_time(Time::MIDNIGHT).assume_utc())
-        .map_err(|_| UsageError::Invalid {
+    let parsed = match OffsetDateTime::parse(raw, &Rfc3339) {
+        Ok(t) => Some(t.checked_to_offset(time::UtcOffset::UTC)),
+        Err(_) => Date::parse(raw, &date_format)
+            .ok()
+            .map(|d| Some(d.with_time(Time::MIDNIGHT).assume_utc())),
+    };
+    match parsed {
+        None => Err(UsageError::Invalid {
             field,
             problem: "must be an RFC 3339 time or a date (YYYY-MM-DD)".into(),
-        })
+        }),
+        Some(Some(t)) if (MIN_YEAR..=MAX_YEAR).contains(&t.year()) => Ok(t),
+        Some(_) => Err(UsageError::Invalid {
+            field,
+            problem: format!("must be in the years {MIN_YEAR} to {MAX_YEAR}"),
+        }),
+    }
 }

@@ -83,7 +83,8 @@ impl Titles {
     /// The model's title, cleaned; None when there is no model, it fails, or says nothing
     /// usable. The call is accounted like any other.
     async fn generate(&self, untitled: &Untitled) -> Option<String> {
-        if self.model.is_empty() {
+        // No model, or shutting down past the deadline: the fallback, and no call made.
+        if self.model.is_empty() || self.cut.is_cancelled() {
             return None;
         }
         let prompt: String = untitled.first_message.chars().take(PROMPT_CHARS).collect();
@@ -98,8 +99,9 @@ impl Titles {
         };
         let started = tokio::time::Instant::now();
         let chain = [self.model.clone()];
+        // None: cut by shutdown (`cut`), Some(None): our own deadline passed.
         let call = tokio::select! {
-            r = tokio::time::timeout(self.timeout, self.providers.send(&chain, &request)) => r.ok(),
+            r = tokio::time::timeout(self.timeout, self.providers.send(&chain, &request)) => Some(r.ok()),
             () = self.cut.cancelled() => None,
         };
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
@@ -126,7 +128,7 @@ impl Titles {
             created_at: now_utc(),
         };
         let title = match call {
-            Some(Ok(c)) => {
+            Some(Some(Ok(c))) => {
                 row.provider = c.provider;
                 row.model = c.model;
                 row.input_tokens = c.usage.input_tokens as i64;
@@ -137,14 +139,14 @@ impl Titles {
                 row.success = true;
                 clean(&c.content)
             }
-            Some(Err(f)) => {
+            Some(Some(Err(f))) => {
                 tracing::info!(error = %f.error, conversation = %untitled.conversation_id, "title generation failed; using the first message");
                 row.error_code = Some(f.error.code().to_owned());
                 None
             }
             // Cut by the deadline or shutdown: the prompt may already be billed, so it is
             // estimated and priced, as a cut chat answer is (never a silent zero).
-            None => {
+            cut => {
                 let mut sent = request.clone();
                 sent.model = crate::providers::registry::split_model(&self.model)
                     .map(|(_, m)| m.to_owned())
@@ -153,7 +155,12 @@ impl Titles {
                 row.input_tokens = usage.input_tokens as i64;
                 row.usage_estimated = true;
                 row.cost_nano_usd = self.providers.pricing().cost_nano_usd(&self.model, &usage);
-                row.error_code = Some("timeout".to_owned());
+                let code = if cut.is_none() {
+                    "cut"
+                } else {
+                    "upstream_timeout"
+                };
+                row.error_code = Some(code.to_owned());
                 None
             }
         };

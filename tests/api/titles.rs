@@ -286,7 +286,7 @@ async fn a_title_call_cut_by_shutdown_is_accounted_with_its_prompt(backend: Back
         count(
             &db,
             "SELECT count(*) FROM usage_logs WHERE specialist_id IS NULL AND NOT success \
-             AND error_code = 'timeout' AND usage_estimated AND input_tokens > 0 AND cost_nano_usd > 0"
+             AND error_code = 'cut' AND usage_estimated AND input_tokens > 0 AND cost_nano_usd > 0"
         )
         .await,
         1

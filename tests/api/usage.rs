@@ -235,12 +235,23 @@ async fn reports_equal_the_sums_of_the_log(backend: Backend) {
         "forbidden",
     )
     .await;
+    assert_envelope(
+        get(&admin, "/v1/admin/usage?email=alice@example.com")
+            .await
+            .unwrap(),
+        422,
+        "invalid_field",
+    )
+    .await;
     for bad in [
         "/v1/usage?group_by=week",
         "/v1/usage?from=2025-11-03&to=2025-11-01",
         "/v1/usage?from=yesterday",
         "/v1/usage?from=2020-01-01&to=2025-01-01",
         "/v1/usage?user_id=bob",
+        "/v1/usage?to=9999-12-31T23:00:00-05:00",
+        "/v1/usage?to=0000-01-10",
+        "/v1/usage?from=1969-12-31&to=1970-01-02",
     ] {
         assert_envelope(get(&alice, bad).await.unwrap(), 422, "invalid_field").await;
     }

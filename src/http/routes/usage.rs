@@ -70,6 +70,12 @@ pub async fn admin(
     principal: Principal,
     ApiQuery(query): ApiQuery<AdminUsageQuery>,
 ) -> Result<ApiJson<UsageReport>, ApiError> {
+    if query.email.is_some() && query.user_id.is_none() {
+        return Err(ApiError::invalid_field(
+            "email",
+            "Invalid field `email`: give it with `user_id`",
+        ));
+    }
     let hashes = query.user_id.as_deref().map(|user_id| {
         let mut hashes = vec![state.auth.user_hash(None, user_id)];
         if let Some(email) = query.email.as_deref() {

@@ -21,7 +21,11 @@ macro_rules! summary_sql {
             "coalesce(sum(cached_tokens), 0)::bigint AS cached_tokens, ",
             "coalesce(sum(cost_nano_usd), 0)::bigint AS cost_nano_usd ",
             "FROM usage_logs WHERE ($1 OR user_hash = ANY($2)) ",
-            "AND created_at >= $3 AND created_at < $4 GROUP BY 1 ORDER BY 1 NULLS LAST"
+            "AND created_at >= $3 AND created_at < $4 GROUP BY 1 ",
+            // Byte order, as SQLite sorts, whatever the database's collation.
+            "ORDER BY (",
+            $key,
+            ") COLLATE \"C\" NULLS LAST"
         )
     };
 }
