@@ -2,9 +2,10 @@
 //! the names and help texts of every series Colloquy records, and the rendering behind
 //! `GET /metrics`. Recording sites call `metrics::counter!` and friends with the names below.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock, RwLock};
 
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics::{Counter, Histogram, Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "colloquy_http_requests_total";
@@ -112,4 +113,94 @@ fn describe() {
     );
     describe_gauge!(DB_CONNECTIONS, "Database pool connections, in use or idle.");
     describe_gauge!(SSE_STREAMS, "Server-sent event streams open to clients.");
+}
+
+/// Registered handles, so the hot path increments an atomic instead of hashing a name and
+/// its labels (and allocating them) on every request. Keys are bounded: route templates,
+/// methods and statuses are finite, and models come from the configuration only.
+type HttpHandles = HashMap<Box<str>, HashMap<(&'static str, u16), (Counter, Histogram)>>;
+static HTTP: LazyLock<RwLock<HttpHandles>> = LazyLock::new(Default::default);
+
+/// One answered HTTP request.
+pub fn record_request(route: &str, method: &'static str, status: u16, seconds: f64) {
+    let cached = read(&HTTP)
+        .get(route)
+        .and_then(|by| by.get(&(method, status)))
+        .cloned();
+    let (count, latency) = cached.unwrap_or_else(|| {
+        let handles = (
+            metrics::counter!(HTTP_REQUESTS, "route" => route.to_owned(), "method" => method, "status" => status.to_string()),
+            metrics::histogram!(HTTP_DURATION, "route" => route.to_owned(), "method" => method),
+        );
+        write(&HTTP)
+            .entry(route.into())
+            .or_default()
+            .insert((method, status), handles.clone());
+        handles
+    });
+    count.increment(1);
+    latency.record(seconds);
+}
+
+/// The series of one model's successful calls.
+#[derive(Clone)]
+struct CallHandles {
+    ok: Counter,
+    duration: Histogram,
+    ttft: Histogram,
+    input: Counter,
+    output: Counter,
+    cost: Counter,
+}
+
+static CALLS: LazyLock<RwLock<HashMap<Box<str>, CallHandles>>> = LazyLock::new(Default::default);
+
+/// One provider call, as its usage row says: calls, latency, time to first token, tokens
+/// and cost. Failed calls (rare) register their outcome's series as they come.
+pub fn record_call(
+    provider: &str,
+    model: &str,
+    error_code: Option<&str>,
+    seconds: f64,
+    ttft_seconds: Option<f64>,
+    tokens: (u64, u64),
+    cost_nano_usd: u64,
+) {
+    let cached = read(&CALLS).get(model).cloned();
+    let h = cached.unwrap_or_else(|| {
+        let (p, m) = (provider.to_owned(), model.to_owned());
+        let handles = CallHandles {
+            ok: metrics::counter!(PROVIDER_CALLS, "provider" => p.clone(), "model" => m.clone(), "outcome" => "ok"),
+            duration: metrics::histogram!(PROVIDER_DURATION, "provider" => p.clone(), "model" => m.clone()),
+            ttft: metrics::histogram!(PROVIDER_TTFT, "provider" => p, "model" => m.clone()),
+            input: metrics::counter!(TOKENS, "model" => m.clone(), "direction" => "input"),
+            output: metrics::counter!(TOKENS, "model" => m.clone(), "direction" => "output"),
+            cost: metrics::counter!(COST, "model" => m),
+        };
+        write(&CALLS).insert(model.into(), handles.clone());
+        handles
+    });
+    match error_code {
+        None => h.ok.increment(1),
+        Some(code) => metrics::counter!(PROVIDER_CALLS, "provider" => provider.to_owned(), "model" => model.to_owned(), "outcome" => code.to_owned())
+            .increment(1),
+    }
+    h.duration.record(seconds);
+    if let Some(ttft) = ttft_seconds {
+        h.ttft.record(ttft);
+    }
+    h.input.increment(tokens.0);
+    h.output.increment(tokens.1);
+    h.cost.increment(cost_nano_usd);
+}
+
+/// A poisoned lock only means a panic elsewhere mid-insert; the map is still usable.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

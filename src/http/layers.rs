@@ -164,20 +164,16 @@ fn make_span(request: &Request) -> Span {
 /// Requests and their latency by route template, for the metrics. Never the raw path: ids
 /// in it would make a series each. Unmatched requests (404s) share one label.
 async fn count_request(request: Request, next: Next) -> Response {
-    use crate::prometheus::{HTTP_DURATION, HTTP_REQUESTS};
     let started = std::time::Instant::now();
     let method = method_label(request.method());
     let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    let route = route
-        .as_ref()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    crate::prometheus::record_request(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 

@@ -96,23 +96,16 @@ impl UsageWriter {
 
 /// The call's metrics, labelled as its usage row is: provider, model, outcome.
 fn count_call(row: &UsageRecord) {
-    use crate::prometheus::{COST, PROVIDER_CALLS, PROVIDER_DURATION, PROVIDER_TTFT, TOKENS};
-    let outcome = row.error_code.clone().unwrap_or_else(|| "ok".to_owned());
-    let (provider, model) = (row.provider.clone(), row.model.clone());
-    metrics::counter!(PROVIDER_CALLS, "provider" => provider.clone(), "model" => model.clone(), "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!(PROVIDER_DURATION, "provider" => provider.clone(), "model" => model.clone())
-        .record(row.latency_ms as f64 / 1000.0);
-    if let Some(ttft) = row.ttft_ms {
-        metrics::histogram!(PROVIDER_TTFT, "provider" => provider, "model" => model.clone())
-            .record(ttft as f64 / 1000.0);
-    }
-    let tokens = |n: i64| u64::try_from(n).unwrap_or(0);
-    metrics::counter!(TOKENS, "model" => model.clone(), "direction" => "input")
-        .increment(tokens(row.input_tokens));
-    metrics::counter!(TOKENS, "model" => model.clone(), "direction" => "output")
-        .increment(tokens(row.output_tokens));
-    metrics::counter!(COST, "model" => model).increment(tokens(row.cost_nano_usd));
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    crate::prometheus::record_call(
+        &row.provider,
+        &row.model,
+        row.error_code.as_deref(),
+        row.latency_ms as f64 / 1000.0,
+        row.ttft_ms.map(|t| t as f64 / 1000.0),
+        (n(row.input_tokens), n(row.output_tokens)),
+        n(row.cost_nano_usd),
+    );
 }
 
 async fn run(
