@@ -21,6 +21,7 @@ pub const USAGE_QUEUE: &str = "colloquy_usage_queue_rows";
 pub const USAGE_FLUSH: &str = "colloquy_usage_flush_duration_seconds";
 pub const DB_CONNECTIONS: &str = "colloquy_db_pool_connections";
 pub const SSE_STREAMS: &str = "colloquy_sse_streams_open";
+pub const RATE_LIMIT_REDIS_FAILURES: &str = "colloquy_rate_limit_redis_failures_total";
 
 /// Request and call latencies span sub-millisecond answers to minutes-long generations.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -113,6 +114,10 @@ fn describe() {
     );
     describe_gauge!(DB_CONNECTIONS, "Database pool connections, in use or idle.");
     describe_gauge!(SSE_STREAMS, "Server-sent event streams open to clients.");
+    describe_counter!(
+        RATE_LIMIT_REDIS_FAILURES,
+        "Rate-limit checks that could not reach Redis (answered by the failure policy)."
+    );
 }
 
 /// Registered handles, so the hot path increments an atomic instead of hashing a name and

@@ -140,6 +140,7 @@ async fn metrics_after_traffic_pass_promtool(backend: Backend) {
         "colloquy_usage_flush_duration_seconds_count ",
         "colloquy_db_pool_connections{state=\"in_use\"}",
         "colloquy_sse_streams_open ",
+        "colloquy_rate_limit_redis_failures_total ",
         "# HELP colloquy_http_requests_total ",
         "# TYPE colloquy_http_request_duration_seconds histogram",
     ] {

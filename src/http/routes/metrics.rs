@@ -34,6 +34,8 @@ pub async fn metrics(State(state): State<AppState>, request: Request) -> Respons
     let (in_use, idle) = state.store.pool_connections();
     metrics::gauge!(DB_CONNECTIONS, "state" => "in_use").set(f64::from(in_use));
     metrics::gauge!(DB_CONNECTIONS, "state" => "idle").set(f64::from(idle));
+    metrics::counter!(prometheus::RATE_LIMIT_REDIS_FAILURES)
+        .absolute(state.limiter.redis_failures());
     (
         [(
             header::CONTENT_TYPE,
