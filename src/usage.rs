@@ -50,6 +50,17 @@ pub struct UsageSums {
     pub cost_nano_usd: i64,
 }
 
+impl UsageSums {
+    fn add(&mut self, other: &Self) {
+        self.requests += other.requests;
+        self.succeeded += other.succeeded;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.cost_nano_usd += other.cost_nano_usd;
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UsageReport {
     #[serde(with = "time::serde::rfc3339")]
@@ -149,12 +160,7 @@ async fn report(
                 cached_tokens: b.cached_tokens,
                 cost_nano_usd: b.cost_nano_usd,
             };
-            total.requests += sums.requests;
-            total.succeeded += sums.succeeded;
-            total.input_tokens += sums.input_tokens;
-            total.output_tokens += sums.output_tokens;
-            total.cached_tokens += sums.cached_tokens;
-            total.cost_nano_usd += sums.cost_nano_usd;
+            total.add(&sums);
             UsageLine { key: b.key, sums }
         })
         .collect();

@@ -159,20 +159,38 @@ pub async fn delete(
 
 /// Opaque to clients: the last row's activity time (ns) and id.
 fn encode_cursor(updated_at: OffsetDateTime, id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{id}", updated_at.unix_timestamp_nanos()))
+    keyset_cursor(&updated_at.unix_timestamp_nanos().to_string(), id)
 }
 
 fn decode_cursor(cursor: &str) -> Result<(OffsetDateTime, Uuid), ConversationError> {
-    let bad = || ConversationError::Invalid {
+    open_keyset_cursor(cursor, |nanos| {
+        OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()
+    })
+}
+
+/// A page cursor, opaque to clients: the last row's sort key (as text) and id.
+fn keyset_cursor(key: &str, id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{key}|{id}"))
+}
+
+/// The sort key (read by `key`) and id of a cursor `keyset_cursor` made; anything else is
+/// the one `invalid_field` answer.
+fn open_keyset_cursor<K>(
+    cursor: &str,
+    key: impl FnOnce(&str) -> Option<K>,
+) -> Result<(K, Uuid), ConversationError> {
+    let parts = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| {
+            let (k, id) = text.split_once('|')?;
+            Some((key(k)?, id.parse().ok()?))
+        });
+    parts.ok_or_else(|| ConversationError::Invalid {
         field: "cursor",
         problem: "not a cursor this API gave out".into(),
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
-    let (nanos, id) = text.split_once('|').ok_or_else(bad)?;
-    let nanos: i128 = nanos.parse().map_err(|_| bad())?;
-    let at = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| bad())?;
-    Ok((at, id.parse().map_err(|_| bad())?))
+    })
 }
 
 fn page_size(limit: Option<i64>) -> Result<i64, ConversationError> {

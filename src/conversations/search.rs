@@ -1,14 +1,12 @@
 //! Search over the caller's messages: raw queries made safe for both databases' full-text
 //! syntax, ranked cursor pages, and HTML-safe snippets with the matches marked.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{ConversationError, cut, page_size};
+use super::{ConversationError, cut, keyset_cursor, open_keyset_cursor, page_size};
 use crate::domain::{MessageRole, Principal};
 use crate::store::{SearchHit, Store};
 
@@ -147,24 +145,16 @@ fn result(hit: SearchHit, words: &[String]) -> SearchResult {
     }
 }
 
-/// Opaque to clients: the last hit's rank (its exact bits) and message id.
+/// The last hit's rank (its exact bits, so the keyset compares equal) and message id.
 fn encode_cursor(rank: f64, id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{:016x}|{id}", rank.to_bits()))
+    keyset_cursor(&format!("{:016x}", rank.to_bits()), id)
 }
 
 fn decode_cursor(cursor: &str) -> Result<(f64, Uuid), ConversationError> {
-    let bad = || ConversationError::Invalid {
-        field: "cursor",
-        problem: "not a cursor this API gave out".into(),
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
-    let (bits, id) = text.split_once('|').ok_or_else(bad)?;
-    let rank = f64::from_bits(u64::from_str_radix(bits, 16).map_err(|_| bad())?);
-    if !rank.is_finite() {
-        return Err(bad());
-    }
-    Ok((rank, id.parse().map_err(|_| bad())?))
+    open_keyset_cursor(cursor, |bits| {
+        let rank = f64::from_bits(u64::from_str_radix(bits, 16).ok()?);
+        rank.is_finite().then_some(rank)
+    })
 }
 
 /// Up to `SNIPPET_WORDS` words of `content` starting a little before the first word that
@@ -239,6 +229,9 @@ fn push_text(out: &mut String, text: &str) {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
 
     fn terms(raw: &str) -> String {
