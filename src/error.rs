@@ -79,6 +79,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "The server did not finish within its deadline.",
     ),
     (
+        "budget_exceeded",
+        402,
+        "The call's worst-case cost does not fit what is left of your monthly budget; `details` has the cap, spend, remaining budget and when it resets.",
+    ),
+    (
         "specialist_not_found",
         404,
         "No such specialist, or not one you may use.",
@@ -128,6 +133,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "rate_limiter_unavailable",
         503,
         "The shared rate limiter (Redis) is unreachable and the server is configured to fail closed.",
+    ),
+    (
+        "budget_unavailable",
+        503,
+        "The shared budget ledger (Redis) is unreachable and the server is configured to fail closed.",
     ),
     ("upstream_timeout", 504, "The model did not answer in time."),
     (
@@ -421,6 +431,7 @@ impl From<crate::chat::ChatError> for ApiError {
                 )
             }
             crate::chat::ChatError::Cut(why) => Self::new(StatusCode::GATEWAY_TIMEOUT, "cut", why),
+            crate::chat::ChatError::Budget(inner) => inner.into(),
             crate::chat::ChatError::Files(inner) => inner.into(),
             crate::chat::ChatError::Store(inner) => inner.into(),
             crate::chat::ChatError::Internal => Self::internal(),
@@ -429,6 +440,42 @@ impl From<crate::chat::ChatError> for ApiError {
                 "unavailable",
                 "The server is shutting down; try again shortly.",
             ),
+        }
+    }
+}
+
+impl From<crate::budgets::BudgetError> for ApiError {
+    fn from(e: crate::budgets::BudgetError) -> Self {
+        use crate::budgets::BudgetError as E;
+        match e {
+            E::Exceeded(refusal) => {
+                let remaining = refusal.remaining_nano_usd();
+                Self::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    "budget_exceeded",
+                    format!(
+                        "This call could cost up to {} nano-USD and {remaining} of your monthly budget is left.",
+                        refusal.required_nano_usd
+                    ),
+                )
+                .with_details(serde_json::json!({
+                    "monthly_cap_nano_usd": refusal.monthly_cap_nano_usd,
+                    "spent_nano_usd": refusal.spent_nano_usd,
+                    "reserved_nano_usd": refusal.reserved_nano_usd,
+                    "remaining_nano_usd": remaining,
+                    "required_nano_usd": refusal.required_nano_usd,
+                    "resets_at": refusal
+                        .resets_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                }))
+            }
+            E::Unavailable => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "budget_unavailable",
+                "Budgets cannot be checked right now; try again shortly.",
+            ),
+            E::Store(inner) => inner.into(),
         }
     }
 }

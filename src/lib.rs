@@ -20,6 +20,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod budgets;
 pub mod chat;
 pub mod cli;
 pub mod config;
@@ -32,6 +33,7 @@ pub mod prometheus;
 pub mod providers;
 pub mod ratelimit;
 pub mod readiness;
+pub mod redis_link;
 pub mod retention;
 pub mod server;
 pub mod state;

@@ -22,6 +22,7 @@ pub const USAGE_FLUSH: &str = "colloquy_usage_flush_duration_seconds";
 pub const DB_CONNECTIONS: &str = "colloquy_db_pool_connections";
 pub const SSE_STREAMS: &str = "colloquy_sse_streams_open";
 pub const RATE_LIMIT_REDIS_FAILURES: &str = "colloquy_rate_limit_redis_failures_total";
+pub const BUDGET_REFUSALS: &str = "colloquy_budget_refusals_total";
 
 /// Request and call latencies span sub-millisecond answers to minutes-long generations.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -98,6 +99,10 @@ fn describe() {
     describe_counter!(
         RATE_LIMITED,
         "Requests refused by the rate limiter, by bucket class."
+    );
+    describe_counter!(
+        BUDGET_REFUSALS,
+        "Provider calls refused by a monthly budget, by reason (exceeded, ledger_unavailable)."
     );
     describe_counter!(
         AUTH_FAILURES,

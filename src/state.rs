@@ -2,8 +2,10 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::auth::{Authenticator, KeySetupError};
+use crate::budgets::Budgets;
 use crate::chat::{ChatService, Specialists};
 use crate::config::Config;
 use crate::files::Files;
@@ -35,6 +37,8 @@ pub struct Services {
     pub files: Arc<Files>,
     /// LLM providers by name, with retries, circuit breakers and pricing.
     pub providers: Arc<Registry>,
+    /// Monthly spend caps: the caps, and the ledger of spend and reservations.
+    pub budgets: Arc<Budgets>,
     /// Token buckets per user and route class, and per IP before authentication.
     pub limiter: Arc<RateLimiter>,
     /// Background tasks, awaited on shutdown.
@@ -86,15 +90,25 @@ impl AppState {
         if !title_model.is_empty() && !providers.knows(title_model) {
             return Err(StateError::TitleModel(title_model.clone()));
         }
+        // A reservation outlives a generation by a minute before Redis lets it run out.
+        let budgets = Arc::new(Budgets::new(
+            &config.budgets,
+            &config.redis,
+            store.clone(),
+            providers.clone(),
+            Duration::from_secs(config.chat.max_generation_secs + 60),
+        )?);
         let chat = Arc::new(ChatService::new(
             store.clone(),
             providers.clone(),
             files.clone(),
+            budgets.clone(),
             specialists,
             config.chat.clone(),
         ));
         Ok(Self(Arc::new(Services {
             chat,
+            budgets,
             files,
             limiter,
             providers,

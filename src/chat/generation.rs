@@ -248,6 +248,7 @@ impl ChatService {
                     let untitled = titles::Untitled {
                         conversation_id,
                         first_message: first_message.clone(),
+                        user_id: p.user_id.clone(),
                         user_hash: p.user_hash.clone(),
                         request_id: p.request_id.clone(),
                     };
@@ -292,6 +293,11 @@ impl ChatService {
         ttft: Option<Duration>,
         error_code: Option<&str>,
     ) {
+        // The reservation becomes the call's cost (taken once: a call is accounted once).
+        let hold = p.hold.lock().ok().and_then(|mut h| h.take());
+        if let Some(hold) = hold {
+            hold.settle(cost_nano_usd).await;
+        }
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         self.usage
             .record(UsageRecord {

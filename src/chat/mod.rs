@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::budgets::{BudgetError, Budgets, Hold};
 use crate::config::ChatConfig;
 use crate::domain::Principal;
 use crate::files::{FileError, Files};
@@ -60,6 +61,8 @@ pub enum ChatError {
     Provider(CallFailure),
     #[error("the generation was cut: {0}")]
     Cut(&'static str),
+    #[error(transparent)]
+    Budget(#[from] BudgetError),
     #[error(transparent)]
     Files(#[from] FileError),
     #[error(transparent)]
@@ -117,12 +120,16 @@ struct Prepared {
     streamed: bool,
     /// The first message of a conversation that has no title yet: named once answered.
     untitled: Option<String>,
+    /// The call's reservation against the user's monthly budget, settled when it is accounted.
+    hold: std::sync::Mutex<Option<Hold>>,
+    user_id: String,
 }
 
 pub struct ChatService {
     store: Arc<dyn Store>,
     providers: Arc<Registry>,
     files: Arc<Files>,
+    budgets: Arc<Budgets>,
     specialists: Specialists,
     usage: UsageWriter,
     titles: Arc<titles::Titles>,
@@ -140,6 +147,7 @@ impl ChatService {
         store: Arc<dyn Store>,
         providers: Arc<Registry>,
         files: Arc<Files>,
+        budgets: Arc<Budgets>,
         specialists: Specialists,
         config: ChatConfig,
     ) -> Self {
@@ -154,6 +162,7 @@ impl ChatService {
             store.clone(),
             providers.clone(),
             usage.clone(),
+            budgets.clone(),
             config.title_model.clone(),
             cut.clone(),
         ));
@@ -161,6 +170,7 @@ impl ChatService {
             store,
             providers,
             files,
+            budgets,
             specialists,
             usage,
             titles,

@@ -6,6 +6,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{ChatError, ChatInput, ChatService, Prepared, Specialist, prompt};
+use crate::budgets::Payer;
 use crate::domain::ids::now_utc;
 use crate::domain::{
     Conversation, MessageRole, MessageStatus, NewMessage, Principal, Role, new_id,
@@ -195,6 +196,27 @@ impl ChatService {
             texts.push((file.display_name.clone(), text));
         }
 
+        messages.push(prompt::user_turn(&message, &texts, images));
+        let mut request = ChatRequest {
+            model: String::new(),
+            system: Some(specialist.system_prompt.clone()),
+            messages,
+            temperature: input.temperature.or(specialist.temperature),
+            max_tokens: input.max_tokens.or(specialist.max_tokens),
+            stop: Vec::new(),
+            user: Some(principal.user_hash.clone()),
+        };
+        // The budget is checked before anything is stored: a refused call leaves nothing
+        // behind. A failure below drops the hold, which releases it.
+        let payer = Payer {
+            user_id: &principal.user_id,
+            user_hash: &principal.user_hash,
+        };
+        let hold = self
+            .budgets
+            .admit(payer, &specialist.chain(), &mut request)
+            .await?;
+
         let conversation_id = if new_conversation {
             untitled = Some(message.clone());
             Some(self.new_conversation(principal, &specialist).await?)
@@ -208,7 +230,7 @@ impl ChatService {
                     id: new_id(),
                     conversation_id,
                     role: MessageRole::User,
-                    content: message.clone(),
+                    content: message,
                     attachments: serde_json::Value::Array(attached),
                     input_tokens: None,
                     output_tokens: None,
@@ -217,26 +239,18 @@ impl ChatService {
                 })
                 .await?;
         }
-        messages.push(prompt::user_turn(&message, &texts, images));
-        let request = ChatRequest {
-            model: String::new(),
-            system: Some(specialist.system_prompt.clone()),
-            messages,
-            temperature: input.temperature.or(specialist.temperature),
-            max_tokens: input.max_tokens.or(specialist.max_tokens),
-            stop: Vec::new(),
-            user: Some(principal.user_hash.clone()),
-        };
         Ok(Prepared {
             assistant_message_id: conversation_id.map(|_| new_id()),
             conversation_id,
             specialist,
             request,
             user_hash: principal.user_hash.clone(),
+            user_id: principal.user_id.clone(),
             request_id,
             started,
             streamed: false,
             untitled,
+            hold: std::sync::Mutex::new(hold),
         })
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::budgets::{Budgets, Payer};
 use crate::domain::ids::now_utc;
 use crate::domain::{UsageRecord, new_id};
 use crate::providers::{ChatMessage, ChatRequest, Registry, Speaker};
@@ -27,6 +28,7 @@ const INSTRUCTIONS: &str = "You name conversations. Reply with a title of at mos
 pub(super) struct Untitled {
     pub conversation_id: Uuid,
     pub first_message: String,
+    pub user_id: String,
     pub user_hash: String,
     pub request_id: String,
 }
@@ -35,6 +37,7 @@ pub(super) struct Titles {
     store: Arc<dyn Store>,
     providers: Arc<Registry>,
     usage: UsageWriter,
+    budgets: Arc<Budgets>,
     /// provider/model; empty: always the fallback.
     model: String,
     /// Fired at the shutdown deadline: the fallback is stored without waiting for the model.
@@ -47,6 +50,7 @@ impl Titles {
         store: Arc<dyn Store>,
         providers: Arc<Registry>,
         usage: UsageWriter,
+        budgets: Arc<Budgets>,
         model: String,
         cut: CancellationToken,
     ) -> Self {
@@ -54,6 +58,7 @@ impl Titles {
             store,
             providers,
             usage,
+            budgets,
             model,
             cut,
             timeout: Duration::from_secs(30),
@@ -88,7 +93,7 @@ impl Titles {
             return None;
         }
         let prompt: String = untitled.first_message.chars().take(PROMPT_CHARS).collect();
-        let request = ChatRequest {
+        let mut request = ChatRequest {
             model: String::new(),
             system: Some(INSTRUCTIONS.to_owned()),
             messages: vec![ChatMessage::text(Speaker::User, prompt)],
@@ -97,8 +102,20 @@ impl Titles {
             stop: Vec::new(),
             user: Some(untitled.user_hash.clone()),
         };
-        let started = tokio::time::Instant::now();
         let chain = [self.model.clone()];
+        // A title is a call like any other: within the user's budget, or not made.
+        let payer = Payer {
+            user_id: &untitled.user_id,
+            user_hash: &untitled.user_hash,
+        };
+        let hold = match self.budgets.admit(payer, &chain, &mut request).await {
+            Ok(hold) => hold,
+            Err(e) => {
+                tracing::info!(error = %e, conversation = %untitled.conversation_id, "no title call: the budget does not allow it");
+                return None;
+            }
+        };
+        let started = tokio::time::Instant::now();
         // None: cut by shutdown (`cut`), Some(None): our own deadline passed.
         let call = tokio::select! {
             r = tokio::time::timeout(self.timeout, self.providers.send(&chain, &request)) => Some(r.ok()),
@@ -164,6 +181,9 @@ impl Titles {
                 None
             }
         };
+        if let Some(hold) = hold {
+            hold.settle(row.cost_nano_usd).await;
+        }
         self.usage.record(row).await;
         title
     }

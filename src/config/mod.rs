@@ -65,6 +65,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub retention: RetentionConfig,
     pub metrics: MetricsConfig,
+    pub budgets: BudgetsConfig,
 }
 
 fn default_environment() -> String {

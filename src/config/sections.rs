@@ -251,6 +251,20 @@ pub struct MetricsConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct BudgetsConfig {
+    /// Everyone's monthly cap in nano-USD unless an admin set theirs; -1: none.
+    pub default_monthly_nano_usd: i64,
+    /// `max_tokens` of a capped call that names none, so its worst case is bounded.
+    pub default_max_tokens: u32,
+    /// How long a user's cap is cached per instance.
+    pub cache_secs: u64,
+    pub backend: RateLimitBackend,
+    pub redis_failure: RedisFailure,
+    pub redis_prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Archive conversations with no new message for this many days; 0: never.
     pub archive_after_days: u32,

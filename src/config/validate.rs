@@ -41,6 +41,7 @@ impl Config {
         self.validate_cors()?;
         self.validate_auth()?;
         self.validate_retention()?;
+        self.validate_budgets()?;
         self.metrics_listen()?;
         self.validate_rate_limit()?;
         self.validate_providers()?;
@@ -78,6 +79,30 @@ impl Config {
         listen.parse().map(Some).map_err(|_| {
             ConfigError::new("metrics.listen", "must be host:port, e.g. 127.0.0.1:9100")
         })
+    }
+
+    fn validate_budgets(&self) -> Result<(), ConfigError> {
+        let b = &self.budgets;
+        if b.default_monthly_nano_usd < -1 {
+            return Err(ConfigError::new(
+                "budgets.default_monthly_nano_usd",
+                "must be -1 (no cap) or a cap of 0 or more",
+            ));
+        }
+        // The same bounds as a request's max_tokens.
+        if b.default_max_tokens == 0 || b.default_max_tokens > 1_000_000 {
+            return Err(ConfigError::new(
+                "budgets.default_max_tokens",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if b.backend == RateLimitBackend::Redis && self.redis.url.is_empty() {
+            return Err(ConfigError::new(
+                "budgets.backend",
+                "\"redis\" needs redis.url (REDIS_URL)",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_retention(&self) -> Result<(), ConfigError> {

@@ -179,6 +179,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     }
 }
 
+/// For `Option<Option<T>>` fields with `#[serde(default, deserialize_with = "present")]`: a
+/// field that is there, even as null, is `Some` (`{"title": null}` clears a title), while a
+/// body without it gives `None` (leave it alone, or: required and missing).
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

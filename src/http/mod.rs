@@ -101,6 +101,12 @@ fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
             .routes(routes!(routes::admin::erase_user))
             .routes(routes!(routes::usage::mine))
             .routes(routes!(routes::usage::admin))
+            .routes(routes!(routes::budgets::mine))
+            .routes(routes!(
+                routes::budgets::get,
+                routes::budgets::put,
+                routes::budgets::delete
+            ))
             .routes(routes!(routes::api_keys::create, routes::api_keys::list))
             .routes(routes!(routes::api_keys::revoke))
             .routes(routes!(routes::chat::specialists)),

@@ -24,6 +24,9 @@ use crate::error::{ERROR_CODES, ErrorBody, ErrorEnvelope};
         (name = "api-keys", description = "API keys for programs"),
         (name = "files", description = "Uploads for the chat: exact types, owner-only"),
         (name = "chat", description = "Specialists, and answers whole or streamed"),
+        (name = "usage", description = "What your calls used and cost"),
+        (name = "budgets", description = "Monthly spend caps"),
+        (name = "admin", description = "Managing other users: usage, budgets, erasure"),
     )
 )]
 pub struct ApiDoc;

@@ -29,6 +29,7 @@ macro_rules! usage_columns {
 }
 
 mod api_keys;
+mod budgets;
 mod conversations;
 mod files;
 mod idempotency;
@@ -50,6 +51,7 @@ use uuid::Uuid;
 use crate::config::{DatabaseConfig, DatabaseKind};
 
 pub use api_keys::ApiKeyStore;
+pub use budgets::{BudgetOverride, BudgetStore};
 pub use conversations::ConversationStore;
 pub use files::FileStore;
 pub use idempotency::{IdempotencyClaim, IdempotencyStore};
@@ -115,6 +117,7 @@ pub trait Store:
     + OwnerStore
     + SearchStore
     + MaintenanceStore
+    + BudgetStore
     + Send
     + Sync
     + 'static

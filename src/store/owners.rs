@@ -16,6 +16,8 @@ pub struct PurgeReport {
     pub api_keys: u64,
     pub usage_logs: u64,
     pub idempotency_keys: u64,
+    /// A monthly spend cap set for the user.
+    pub budgets: u64,
 }
 
 #[async_trait]

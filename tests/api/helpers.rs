@@ -171,12 +171,14 @@ pub fn client() -> reqwest::Client {
 pub fn test_config(db_url: &str, overrides: &[(&str, &str)]) -> Config {
     // Each app gets its own Redis key space; roomy limits unless a test sets its own.
     let prefix = format!("test:{}:", Uuid::now_v7().simple());
+    let budget_prefix = format!("{prefix}budget:");
     let mut env: Vec<(&str, &str)> = vec![
         ("COLLOQUY_CONFIG_DIR", "/nonexistent"),
         ("DATABASE_URL", db_url),
         ("COLLOQUY_DATABASE__MAX_CONNECTIONS", "4"),
         ("COLLOQUY_SERVER__SHUTDOWN_GRACE_SECS", "5"),
         ("COLLOQUY_RATE_LIMIT__REDIS_PREFIX", prefix.as_str()),
+        ("COLLOQUY_BUDGETS__REDIS_PREFIX", budget_prefix.as_str()),
         ("COLLOQUY_RATE_LIMIT__ANONYMOUS__CAPACITY", "1000"),
         ("COLLOQUY_RATE_LIMIT__READ__CAPACITY", "1000"),
         ("COLLOQUY_RATE_LIMIT__UPLOAD__CAPACITY", "1000"),

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod auth;
+mod budgets;
 mod chat;
 mod config;
 mod conversations;

@@ -313,7 +313,8 @@ async fn purge_removes_only_the_owner(backend: Backend) {
             files: 0,
             api_keys: 0,
             usage_logs: 0,
-            idempotency_keys: 0
+            idempotency_keys: 0,
+            budgets: 0
         }
     );
     assert_eq!(store.get_conversation(mine.id).await.unwrap(), None);

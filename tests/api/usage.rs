@@ -14,7 +14,7 @@ on_both_backends!(reports_equal_the_sums_of_the_log);
 
 /// The usage hash as the server files it (documented: SHA-256 of the pepper and the
 /// lowercase email, or of "sub:" and the user id).
-fn hash(app: &TestApp, email: Option<&str>, sub: &str) -> String {
+pub fn hash(app: &TestApp, email: Option<&str>, sub: &str) -> String {
     let mut h = Sha256::new();
     h.update(app.config.auth.user_hash_pepper.expose().as_bytes());
     match email {

@@ -74,6 +74,16 @@ async fn seed(app: &TestApp, who: &str, long: bool) -> Seeded {
             .unwrap();
         assert_eq!(deleted.status(), 204);
     }
+    // An admin gave them a budget of their own.
+    let budget = app
+        .client
+        .put(app.url(&format!("/v1/admin/users/{who}/budget")))
+        .bearer_auth(app.token("root", Role::Admin))
+        .json(&json!({"monthly_nano_usd": 1_000_000_000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(budget.status(), 200);
     let name = format!("notes-of-{who}.txt");
     let uploaded = app
         .upload(
@@ -208,13 +218,13 @@ async fn traces(app: &TestApp, who: &str) -> Vec<(&'static str, i64)> {
     let db = &app.db;
     let (owner, content, usage, fts): (&str, &str, &str, Option<&str>) = match who {
         "alice" => (
-            "SELECT (SELECT count(*) FROM conversations WHERE owner = 'alice') + (SELECT count(*) FROM files WHERE owner = 'alice') + (SELECT count(*) FROM api_keys WHERE owner = 'alice') + (SELECT count(*) FROM idempotency_keys WHERE owner = 'alice')",
+            "SELECT (SELECT count(*) FROM conversations WHERE owner = 'alice') + (SELECT count(*) FROM files WHERE owner = 'alice') + (SELECT count(*) FROM api_keys WHERE owner = 'alice') + (SELECT count(*) FROM idempotency_keys WHERE owner = 'alice') + (SELECT count(*) FROM budgets WHERE user_id = 'alice')",
             "SELECT count(*) FROM messages WHERE content LIKE '%alice%'",
             "SELECT count(*) FROM usage_logs WHERE conversation_id IS NULL OR conversation_id NOT IN (SELECT id FROM conversations)",
             Some("SELECT count(*) FROM messages_fts WHERE content LIKE '%alice%'"),
         ),
         _ => (
-            "SELECT (SELECT count(*) FROM conversations WHERE owner = 'bob') + (SELECT count(*) FROM files WHERE owner = 'bob') + (SELECT count(*) FROM api_keys WHERE owner = 'bob') + (SELECT count(*) FROM idempotency_keys WHERE owner = 'bob')",
+            "SELECT (SELECT count(*) FROM conversations WHERE owner = 'bob') + (SELECT count(*) FROM files WHERE owner = 'bob') + (SELECT count(*) FROM api_keys WHERE owner = 'bob') + (SELECT count(*) FROM idempotency_keys WHERE owner = 'bob') + (SELECT count(*) FROM budgets WHERE user_id = 'bob')",
             "SELECT count(*) FROM messages WHERE content LIKE '%bob%'",
             "SELECT count(*) FROM usage_logs WHERE conversation_id IS NULL OR conversation_id NOT IN (SELECT id FROM conversations)",
             Some("SELECT count(*) FROM messages_fts WHERE content LIKE '%bob%'"),
@@ -306,7 +316,7 @@ async fn erasing_yourself_leaves_nothing(backend: Backend) {
     let report: Value = response.json().await.unwrap();
     assert_eq!(
         report,
-        json!({"conversations": 2, "messages": LONG + 2, "files": 1, "api_keys": 1, "usage_logs": 2, "idempotency_keys": 1})
+        json!({"conversations": 2, "messages": LONG + 2, "files": 1, "api_keys": 1, "usage_logs": 2, "idempotency_keys": 1, "budgets": 1})
     );
     for (what, n) in traces(&app, "alice").await {
         assert_eq!(n, 0, "{what} of alice left");

@@ -46,5 +46,6 @@ pub async fn erase_user(
         body.email.as_deref(),
     )
     .await?;
+    state.budgets.forget(&user_id);
     Ok(ApiJson(report))
 }

@@ -193,21 +193,11 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct UpdateConversation {
     /// The new title (at most 200 characters); null or empty clears it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::extract::present")]
     #[schema(value_type = Option<String>)]
     pub title: Option<Option<String>>,
     /// true archives it (hidden from the default list), false brings it back.
     pub archived: Option<bool>,
-}
-
-/// A field that is there, even as null, is `Some`: `{"title": null}` clears the title, while
-/// a body without `title` leaves it alone.
-fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(deserializer).map(Some)
 }
 
 /// Renames, archives or unarchives one of your conversations.

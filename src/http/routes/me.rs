@@ -78,5 +78,7 @@ pub async fn erase(
     ApiJson(body): ApiJson<EraseMe>,
 ) -> Result<ApiJson<PurgeReport>, ApiError> {
     let report = user_data::erase_own(services(&state), &principal, &body.confirm).await?;
+    // Their cap went with their data: the cached copy goes too.
+    state.budgets.forget(&principal.user_id);
     Ok(ApiJson(report))
 }

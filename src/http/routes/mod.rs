@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod api_keys;
+pub mod budgets;
 pub mod chat;
 pub mod conversations;
 pub mod files;

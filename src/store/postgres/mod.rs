@@ -1,6 +1,7 @@
 //! The Store on Postgres: one round trip per call where the dialect allows it.
 
 mod api_keys;
+mod budgets;
 mod conversations;
 mod files;
 mod idempotency;

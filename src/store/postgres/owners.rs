@@ -124,12 +124,13 @@ impl OwnerStore for PostgresStore {
                 .bind(owner)
                 .fetch_all(&mut *tx)
                 .await?;
-        let mut counts = [0u64; 4];
+        let mut counts = [0u64; 5];
         counts[1] = file_keys.len() as u64;
         for (n, sql) in [
             (0, "DELETE FROM conversations WHERE owner = $1"),
             (2, "DELETE FROM api_keys WHERE owner = $1"),
             (3, "DELETE FROM idempotency_keys WHERE owner = $1"),
+            (4, "DELETE FROM budgets WHERE user_id = $1"),
         ] {
             counts[n] = sqlx::query(sql)
                 .bind(owner)
@@ -138,7 +139,7 @@ impl OwnerStore for PostgresStore {
                 .rows_affected();
         }
         tx.commit().await?;
-        let [conversations, files, api_keys, idempotency_keys] = counts;
+        let [conversations, files, api_keys, idempotency_keys, budgets] = counts;
         let report = PurgeReport {
             conversations,
             messages,
@@ -146,6 +147,7 @@ impl OwnerStore for PostgresStore {
             api_keys,
             usage_logs,
             idempotency_keys,
+            budgets,
         };
         Ok((report, file_keys))
     }

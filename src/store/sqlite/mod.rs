@@ -1,6 +1,7 @@
 //! The Store on an embedded SQLite file (WAL mode): the zero-setup default.
 
 mod api_keys;
+mod budgets;
 mod conversations;
 mod files;
 mod idempotency;

@@ -140,12 +140,13 @@ impl OwnerStore for SqliteStore {
                 .bind(owner)
                 .fetch_all(&mut *tx)
                 .await?;
-        let mut counts = [0u64; 4];
+        let mut counts = [0u64; 5];
         counts[1] = file_keys.len() as u64;
         for (n, sql) in [
             (0, "DELETE FROM conversations WHERE owner = ?"),
             (2, "DELETE FROM api_keys WHERE owner = ?"),
             (3, "DELETE FROM idempotency_keys WHERE owner = ?"),
+            (4, "DELETE FROM budgets WHERE user_id = ?"),
         ] {
             counts[n] = sqlx::query(sql)
                 .bind(owner)
@@ -157,7 +158,7 @@ impl OwnerStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        let [conversations, files, api_keys, idempotency_keys] = counts;
+        let [conversations, files, api_keys, idempotency_keys, budgets] = counts;
         let report = PurgeReport {
             conversations,
             messages,
@@ -165,6 +166,7 @@ impl OwnerStore for SqliteStore {
             api_keys,
             usage_logs,
             idempotency_keys,
+            budgets,
         };
         Ok((report, file_keys))
     }
