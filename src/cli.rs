@@ -123,8 +123,9 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    // Held to the end of this function: dropping it flushes the queued log lines.
-    let _log_guard = match telemetry::init(config) {
+    // Held to the end of this function: dropping it exports the last spans and flushes the
+    // queued log lines.
+    let _telemetry = match telemetry::init(config) {
         Ok(guard) => guard,
         Err(e) => return fail(&e),
     };

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 use super::redis::RedisLedger;
 use crate::redis_link::RedisLinkError;
@@ -125,11 +126,14 @@ impl Drop for Hold {
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     let ledger = self.ledger.clone();
                     let (key, id) = (std::mem::take(&mut self.key), std::mem::take(&mut self.id));
-                    runtime.spawn(async move {
-                        if let Ledger::Redis(r) = ledger.as_ref() {
-                            r.settle(&key, &id, 0).await;
+                    runtime.spawn(
+                        async move {
+                            if let Ledger::Redis(r) = ledger.as_ref() {
+                                r.settle(&key, &id, 0).await;
+                            }
                         }
-                    });
+                        .in_current_span(),
+                    );
                 }
             }
         }

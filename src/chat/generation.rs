@@ -2,6 +2,7 @@
 //! and the shutdown cut, then the assistant message and exactly one usage row.
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -252,7 +253,8 @@ impl ChatService {
                         user_hash: p.user_hash.clone(),
                         request_id: p.request_id.clone(),
                     };
-                    self.generations.spawn(self.titles.clone().name(untitled));
+                    self.generations
+                        .spawn(self.titles.clone().name(untitled).in_current_span());
                 }
             }
         }

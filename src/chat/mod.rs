@@ -12,6 +12,7 @@ pub mod titles;
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -207,7 +208,7 @@ impl ChatService {
         let prepared = self.prepare(principal, input, request_id).await?;
         let this = self.clone();
         self.generations
-            .spawn(async move { this.complete(prepared).await })
+            .spawn(async move { this.complete(prepared).await }.in_current_span())
             .await
             .map_err(|_| ChatError::Internal)?
     }
@@ -239,7 +240,7 @@ impl ChatService {
         let (tx, rx) = mpsc::unbounded_channel();
         let this = self.clone();
         self.generations
-            .spawn(async move { this.generate(prepared, tx).await });
+            .spawn(async move { this.generate(prepared, tx).await }.in_current_span());
         Ok((start, rx))
     }
 

@@ -40,6 +40,8 @@ pub const FIXED_ENV_NAMES: &[(&str, &str)] = &[
     ("AWS_SECRET_ACCESS_KEY", "files.s3_secret_access_key"),
     ("AWS_REGION", "files.s3_region"),
     ("AWS_ENDPOINT_URL", "files.s3_endpoint"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint"),
+    ("OTEL_SERVICE_NAME", "telemetry.service_name"),
 ];
 
 /// The effective configuration. Field docs live in `config/default.toml`.

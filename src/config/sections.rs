@@ -279,6 +279,19 @@ pub struct RetentionConfig {
 pub struct TelemetryConfig {
     pub format: LogFormat,
     pub filter: String,
+    /// An OTLP/HTTP collector's base URL; empty: no trace export.
+    pub otlp_endpoint: String,
+    pub otlp_protocol: OtlpProtocol,
+    pub service_name: String,
+    pub otlp_sample_ratio: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OtlpProtocol {
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "http/json")]
+    HttpJson,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -42,6 +42,7 @@ impl Config {
         self.validate_auth()?;
         self.validate_retention()?;
         self.validate_budgets()?;
+        self.validate_telemetry()?;
         self.metrics_listen()?;
         self.validate_rate_limit()?;
         self.validate_providers()?;
@@ -79,6 +80,33 @@ impl Config {
         listen.parse().map(Some).map_err(|_| {
             ConfigError::new("metrics.listen", "must be host:port, e.g. 127.0.0.1:9100")
         })
+    }
+
+    fn validate_telemetry(&self) -> Result<(), ConfigError> {
+        let t = &self.telemetry;
+        let endpoint = &t.otlp_endpoint;
+        if !(endpoint.is_empty()
+            || endpoint.starts_with("http://")
+            || endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "telemetry.otlp_endpoint",
+                "must be an http:// or https:// URL (or empty)",
+            ));
+        }
+        if !(0.0..=1.0).contains(&t.otlp_sample_ratio) {
+            return Err(ConfigError::new(
+                "telemetry.otlp_sample_ratio",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        if t.service_name.is_empty() {
+            return Err(ConfigError::new(
+                "telemetry.service_name",
+                "must not be empty",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_budgets(&self) -> Result<(), ConfigError> {

@@ -7,6 +7,7 @@ pub mod sniff;
 pub mod storage;
 
 use std::sync::Arc;
+use tracing::Instrument;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -231,14 +232,17 @@ impl Files {
         // Completing the upload and writing its row run to the end even if this request is
         // cancelled now, so bytes never outlive a missing row (or the other way round).
         let (store, objects, row) = (self.store.clone(), self.objects.clone(), file.clone());
-        let committed = tokio::spawn(async move {
-            writer.finish().await?;
-            if let Err(e) = store.insert_file(&row).await {
-                let _ = objects.delete(&path).await;
-                return Err(FileError::from(e));
+        let committed = tokio::spawn(
+            async move {
+                writer.finish().await?;
+                if let Err(e) = store.insert_file(&row).await {
+                    let _ = objects.delete(&path).await;
+                    return Err(FileError::from(e));
+                }
+                Ok(())
             }
-            Ok(())
-        });
+            .in_current_span(),
+        );
         committed
             .await
             .map_err(|e| FileError::Storage(e.to_string()))??;

@@ -21,6 +21,9 @@ use tracing::Span;
 use crate::config::Config;
 use crate::error::{ApiError, EnvelopeRendered};
 use crate::http::request_id::{self, RequestId};
+use crate::http::trace_context::{TraceParent, trace_id_hex};
+use opentelemetry::trace::TraceContextExt;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Wraps the routed app in the middleware stack. Outer to inner:
 ///
@@ -51,6 +54,7 @@ pub fn apply(router: Router, config: &Config) -> Router {
             HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("max-age=0")),
         )
     });
+    let export_traces = !config.telemetry.otlp_endpoint.is_empty();
     let csp = HeaderValue::from_str(&config.security.content_security_policy)
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
 
@@ -66,7 +70,7 @@ pub fn apply(router: Router, config: &Config) -> Router {
             .layer(middleware::from_fn(count_request))
             .layer(
                 TraceLayer::new_for_http()
-                    .make_span_with(make_span)
+                    .make_span_with(move |request: &Request| make_span(request, export_traces))
                     .on_response(
                         |response: &axum::http::Response<_>, latency: Duration, span: &Span| {
                             on_response(response.status(), latency, span)
@@ -146,7 +150,10 @@ fn cors(config: &Config) -> CorsLayer {
         .max_age(Duration::from_secs(c.max_age_secs))
 }
 
-fn make_span(request: &Request) -> Span {
+/// The request's span: its id, trace id, method and route template, on every line logged
+/// inside it. With trace export on, the span continues the caller's `traceparent` (or starts
+/// a trace) and the trace id logged is the one exported.
+fn make_span(request: &Request, export_traces: bool) -> Span {
     let id = request
         .extensions()
         .get::<RequestId>()
@@ -158,7 +165,29 @@ fn make_span(request: &Request) -> Span {
         .extensions()
         .get::<MatchedPath>()
         .map_or("", MatchedPath::as_str);
-    tracing::info_span!("request", request_id = %id, method = %request.method(), route)
+    let incoming = TraceParent::from_headers(request.headers());
+    let method = request.method();
+    if !export_traces {
+        // A new trace id is a UUIDv7's 128 bits: 74 of them random, never all zero.
+        let trace_id = incoming.map_or_else(|| uuid::Uuid::now_v7().as_u128(), |t| t.trace_id);
+        return tracing::info_span!("request", request_id = %id, trace_id = %trace_id_hex(trace_id), method = %method, route);
+    }
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        trace_id = tracing::field::Empty,
+        method = %method,
+        route,
+        otel.kind = "server",
+        otel.name = %format_args!("{method} {route}"),
+    );
+    if let Some(parent) = incoming {
+        // Fails only when the span is disabled; then there is nothing to export either.
+        let _ = span.set_parent(parent.context());
+    }
+    let trace_id = span.context().span().span_context().trace_id();
+    span.record("trace_id", tracing::field::display(trace_id));
+    span
 }
 
 /// Requests and their latency by route template, for the metrics. Never the raw path: ids

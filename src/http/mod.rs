@@ -8,6 +8,7 @@ pub mod limits;
 mod openapi;
 pub mod request_id;
 pub mod routes;
+pub mod trace_context;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

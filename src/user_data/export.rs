@@ -6,6 +6,7 @@
 //! included (with `deleted_at`) until they are purged: the data is still held.
 
 use std::sync::Arc;
+use tracing::Instrument;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
@@ -35,23 +36,26 @@ pub fn stream(
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
     let owner = principal.user_id.clone();
-    tokio::spawn(async move {
-        let mut out = Writer {
-            tx: tx.clone(),
-            buf: BytesMut::with_capacity(CHUNK),
-        };
-        let result = write(store.as_ref(), &owner, &user_hashes, &mut out).await;
-        match result {
-            Ok(()) => {
-                let _ = out.flush().await;
-            }
-            Err(Failure::Gone) => {}
-            Err(Failure::Store(e)) => {
-                tracing::error!(error = %e, "export failed part way; the body is cut");
-                let _ = tx.send(Err(std::io::Error::other("export failed"))).await;
+    tokio::spawn(
+        async move {
+            let mut out = Writer {
+                tx: tx.clone(),
+                buf: BytesMut::with_capacity(CHUNK),
+            };
+            let result = write(store.as_ref(), &owner, &user_hashes, &mut out).await;
+            match result {
+                Ok(()) => {
+                    let _ = out.flush().await;
+                }
+                Err(Failure::Gone) => {}
+                Err(Failure::Store(e)) => {
+                    tracing::error!(error = %e, "export failed part way; the body is cut");
+                    let _ = tx.send(Err(std::io::Error::other("export failed"))).await;
+                }
             }
         }
-    });
+        .in_current_span(),
+    );
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
 }
 

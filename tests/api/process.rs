@@ -435,3 +435,143 @@ async fn metrics_on_an_address_of_their_own() {
         .unwrap();
     assert_eq!(main.status(), 404);
 }
+
+/// A fake OTLP/HTTP collector: keeps every JSON body posted to /v1/traces.
+async fn collector() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    use axum::routing::post;
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                sink.lock().unwrap().push(json);
+                // OTLP/HTTP's success: an empty ExportTraceServiceResponse.
+                axum::Json(serde_json::json!({}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+/// Spans of every export, flattened.
+fn exported_spans(exports: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let mut spans = Vec::new();
+    for export in exports {
+        for rs in export["resourceSpans"].as_array().into_iter().flatten() {
+            let service = rs["resource"]["attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["key"] == "service.name")
+                .map(|a| a["value"]["stringValue"].clone());
+            assert_eq!(service, Some("colloquy-test".into()), "{rs}");
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                spans.extend(ss["spans"].as_array().into_iter().flatten().cloned());
+            }
+        }
+    }
+    spans
+}
+
+/// With an OTLP endpoint set, request spans reach the collector: one continues the
+/// caller's `traceparent`, one starts a trace of its own. Every log line of either request,
+/// the detached generation's included, carries its request id and the trace id exported.
+#[tokio::test]
+async fn traces_reach_the_collector_and_every_request_line_carries_its_ids() {
+    let (endpoint, exports) = collector().await;
+    let server = start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_SERVICE_NAME", "colloquy-test"),
+        ("COLLOQUY_TELEMETRY__OTLP_PROTOCOL", "http/json"),
+    ]);
+    let token = token();
+    colloquy::tls::ensure_crypto_provider();
+    let client = reqwest::Client::new();
+    let send = |request_id: &'static str, traceparent: Option<&'static str>| {
+        let mut request = client
+            .post(format!("http://{}/v1/chat/send", server.address))
+            .bearer_auth(&token)
+            .header("x-request-id", request_id)
+            .json(&serde_json::json!({"specialist_id": "general", "message": "trace me"}));
+        if let Some(tp) = traceparent {
+            request = request.header("traceparent", tp);
+        }
+        request.send()
+    };
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let continued = send(
+        "traced-1",
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(continued.status(), 200);
+    let fresh = send("traced-2", None).await.unwrap();
+    assert_eq!(fresh.status(), 200);
+
+    // Stop the server: the last spans are exported on the way out.
+    sigterm(&server.child);
+    let log_lines = server.logs.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.child.wait()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(status.success());
+    let logs: Vec<serde_json::Value> = log_lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+
+    let spans = exported_spans(&exports.lock().unwrap());
+    let server_span = |trace: &str| {
+        spans
+            .iter()
+            .find(|s| s["traceId"] == trace && s["name"] == "POST /v1/chat/send")
+            .cloned()
+    };
+    let first = server_span(caller_trace).expect("the continued trace is exported");
+    assert_eq!(first["parentSpanId"], "00f067aa0ba902b7");
+
+    for (request_id, trace) in [("traced-1", Some(caller_trace)), ("traced-2", None)] {
+        let lines: Vec<&serde_json::Value> = logs
+            .iter()
+            .filter(|l| l["span"]["request_id"] == request_id)
+            .collect();
+        let messages: Vec<&str> = lines
+            .iter()
+            .filter_map(|l| l["fields"]["message"].as_str())
+            .collect();
+        // The access line, and the provider attempt logged by the detached generation.
+        assert!(messages.contains(&"response"), "{messages:?}");
+        assert!(messages.contains(&"provider attempt"), "{messages:?}");
+        let trace_ids: std::collections::HashSet<&str> = lines
+            .iter()
+            .map(|l| l["span"]["trace_id"].as_str().unwrap_or("missing"))
+            .collect();
+        assert_eq!(
+            trace_ids.len(),
+            1,
+            "one trace id per request: {trace_ids:?}"
+        );
+        let logged = *trace_ids.iter().next().unwrap();
+        assert_eq!(logged.len(), 32);
+        if let Some(trace) = trace {
+            assert_eq!(logged, trace);
+        }
+        assert!(
+            server_span(logged).is_some(),
+            "the logged trace id {logged} is the exported one"
+        );
+    }
+}

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -180,7 +181,7 @@ impl Drop for Undo {
         }
         let (files, saved) = (self.files.clone(), std::mem::take(&mut self.saved));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { files.undo(&saved).await });
+            runtime.spawn(async move { files.undo(&saved).await }.in_current_span());
         }
     }
 }
