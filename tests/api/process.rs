@@ -78,6 +78,20 @@ fn sigterm(child: &Child) {
     assert!(status.success());
 }
 
+/// Waits for the server to exit (after a signal); its exit status and every log line.
+async fn exit(server: Server) -> (std::process::ExitStatus, Vec<String>) {
+    let logs = server.logs.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.child.wait()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let lines = logs.lock().unwrap().clone();
+    (status, lines)
+}
+
 fn token() -> String {
     let out = Command::new(BIN)
         .args(["token", "--sub", "alice", "--role", "user"])
@@ -153,16 +167,9 @@ async fn sigterm_lets_in_flight_requests_finish_and_logs_hold_no_credentials() {
         "the in-flight request finished after SIGTERM"
     );
 
-    let log_lines = server.logs.clone();
-    let status = tokio::task::spawn_blocking(move || {
-        let mut server = server;
-        server.child.wait()
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let (status, lines) = exit(server).await;
     assert!(status.success(), "clean exit after draining: {status:?}");
-    let logs = log_lines.lock().unwrap().join("\n");
+    let logs = lines.join("\n");
     assert!(logs.contains("stopped"), "shutdown completed");
     for secret in [
         token.as_str(),
@@ -517,18 +524,9 @@ async fn traces_reach_the_collector_and_every_request_line_carries_its_ids() {
 
     // Stop the server: the last spans are exported on the way out.
     sigterm(&server.child);
-    let log_lines = server.logs.clone();
-    let status = tokio::task::spawn_blocking(move || {
-        let mut server = server;
-        server.child.wait()
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let (status, lines) = exit(server).await;
     assert!(status.success());
-    let logs: Vec<serde_json::Value> = log_lines
-        .lock()
-        .unwrap()
+    let logs: Vec<serde_json::Value> = lines
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
