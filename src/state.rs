@@ -94,9 +94,10 @@ impl AppState {
         let budgets = Arc::new(Budgets::new(
             &config.budgets,
             &config.redis,
+            config.auth.user_hash_pepper.clone(),
             store.clone(),
             providers.clone(),
-            Duration::from_secs(config.chat.max_generation_secs + 60),
+            Duration::from_secs(config.chat.max_generation_secs.saturating_add(60)),
         )?);
         let chat = Arc::new(ChatService::new(
             store.clone(),

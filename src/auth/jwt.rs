@@ -94,8 +94,12 @@ impl JwtVerifier {
         let subject = claim(claims, &self.subject_claim)
             .and_then(Value::as_str)
             .map(str::trim)
-            .filter(|s| !s.is_empty() && s.len() <= 256)
-            .ok_or(AuthError::BadClaims("missing or empty subject"))?
+            // Subjects are ids: a control character (a NUL above all) would only reach the
+            // database to fail there.
+            .filter(|s| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control))
+            .ok_or(AuthError::BadClaims(
+                "missing, empty or unprintable subject",
+            ))?
             .to_owned();
         let email = claim(claims, &self.email_claim)
             .and_then(Value::as_str)

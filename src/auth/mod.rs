@@ -9,8 +9,7 @@ mod token_cache;
 
 use std::sync::Arc;
 use std::time::Duration;
-
-use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 pub use jwt::JwtVerifier;
 pub use keys::{KeySetupError, KeySources};
@@ -227,11 +226,14 @@ impl Authenticator {
         self.keys.put(hash, Some(principal.clone()));
         // At most once per cache period per instance, and off the request path.
         let store = self.store.clone();
-        self.background.spawn(async move {
-            if let Err(e) = store.touch_api_key(found.id, now_utc()).await {
-                tracing::warn!(error = %e, "could not record api key use");
+        self.background.spawn(
+            async move {
+                if let Err(e) = store.touch_api_key(found.id, now_utc()).await {
+                    tracing::warn!(error = %e, "could not record api key use");
+                }
             }
-        });
+            .in_current_span(),
+        );
         Ok(principal)
     }
 
@@ -242,15 +244,6 @@ impl Authenticator {
 
     /// SHA-256(pepper ‖ lowercase email), or of the user id when there is no email.
     pub fn user_hash(&self, email: Option<&str>, user_id: &str) -> String {
-        let mut h = Sha256::new();
-        h.update(self.pepper.expose().as_bytes());
-        match email {
-            Some(email) => h.update(email.to_ascii_lowercase().as_bytes()),
-            None => {
-                h.update(b"sub:");
-                h.update(user_id.as_bytes());
-            }
-        }
-        hex::encode(h.finalize())
+        crate::domain::principal::user_hash(self.pepper.expose(), email, user_id)
     }
 }

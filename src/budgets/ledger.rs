@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::redis::RedisLedger;
@@ -22,26 +24,36 @@ pub enum Reservation {
     NeedsSeed,
 }
 
-pub enum Ledger {
+enum Kind {
     Memory(MemoryLedger),
     Redis(Box<RedisLedger>),
 }
 
+pub struct Ledger {
+    kind: Kind,
+    /// Releases and settlement retries that run off the request path; awaited on shutdown.
+    tasks: TaskTracker,
+}
+
 impl Ledger {
     pub fn memory() -> Self {
-        Self::Memory(MemoryLedger::default())
+        Self {
+            kind: Kind::Memory(MemoryLedger::default()),
+            tasks: TaskTracker::new(),
+        }
     }
 
     pub fn redis(url: &str, prefix: &str, hold_for: Duration) -> Result<Self, redis::RedisError> {
-        Ok(Self::Redis(Box::new(RedisLedger::new(
-            url, prefix, hold_for,
-        )?)))
+        Ok(Self {
+            kind: Kind::Redis(Box::new(RedisLedger::new(url, prefix, hold_for)?)),
+            tasks: TaskTracker::new(),
+        })
     }
 
     pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Memory(_) => "memory",
-            Self::Redis(_) => "redis",
+        match self.kind {
+            Kind::Memory(_) => "memory",
+            Kind::Redis(_) => "redis",
         }
     }
 
@@ -54,28 +66,94 @@ impl Ledger {
         amount: i64,
         seed: Option<i64>,
     ) -> Result<Reservation, RedisLinkError> {
-        let id = match self.as_ref() {
-            Self::Memory(m) => m.reserve(key, cap, amount, seed),
-            Self::Redis(r) => r.reserve(key, cap, amount, seed).await?,
+        let reserved = match &self.kind {
+            Kind::Memory(m) => Ok(m.reserve(key, cap, amount, seed)),
+            Kind::Redis(_) => {
+                // On a task of its own, turned into a Hold there: a caller that goes away
+                // while the script runs drops the task's result, and with it releases the
+                // reservation, instead of leaving it held until it runs out.
+                let ledger = self.clone();
+                let key = key.to_owned();
+                let task = tokio::spawn(async move {
+                    let Kind::Redis(r) = &ledger.kind else {
+                        return Err(RedisLinkError::NotConnected);
+                    };
+                    let reserved = r.reserve(&key, cap, amount, seed).await?;
+                    Ok(ledger.reservation(reserved, key, amount))
+                });
+                return task.await.unwrap_or(Err(RedisLinkError::NotConnected));
+            }
         };
-        Ok(match id {
+        reserved.map(|r| self.reservation(r, key.to_owned(), amount))
+    }
+
+    fn reservation(self: &Arc<Self>, reserved: Reserved, key: String, amount: i64) -> Reservation {
+        match reserved {
             Reserved::Held(id) => Reservation::Held(Hold {
                 ledger: self.clone(),
-                key: key.to_owned(),
+                key,
                 id,
                 amount,
                 settled: false,
             }),
             Reserved::Refused { spent, reserved } => Reservation::Refused { spent, reserved },
             Reserved::NeedsSeed => Reservation::NeedsSeed,
-        })
+        }
+    }
+
+    /// A hold that reserved nothing (the ledger was unreachable and the policy is open):
+    /// settling it still adds the call's cost to the account.
+    pub fn unreserved(self: &Arc<Self>, key: &str) -> Hold {
+        Hold {
+            ledger: self.clone(),
+            key: key.to_owned(),
+            id: format!("unreserved-{}", uuid::Uuid::now_v7().simple()),
+            amount: 0,
+            settled: false,
+        }
     }
 
     /// (spent, reserved) of an account; None when it does not exist yet.
     pub async fn peek(&self, key: &str) -> Result<Option<(i64, i64)>, RedisLinkError> {
-        match self {
-            Self::Memory(m) => Ok(m.peek(key)),
-            Self::Redis(r) => r.peek(key).await,
+        match &self.kind {
+            Kind::Memory(m) => Ok(m.peek(key)),
+            Kind::Redis(r) => r.peek(key).await,
+        }
+    }
+
+    /// Replaces a reservation by a cost. In Redis: tried once here; while Redis is away,
+    /// retried off the caller's path.
+    async fn settle(self: &Arc<Self>, key: &str, id: &str, amount: i64, cost: i64) {
+        match &self.kind {
+            Kind::Memory(m) => m.settle(key, amount, cost),
+            Kind::Redis(r) => {
+                if r.settle(key, id, cost).await.is_err() {
+                    let ledger = self.clone();
+                    let (key, id) = (key.to_owned(), id.to_owned());
+                    self.tasks.spawn(
+                        async move {
+                            if let Kind::Redis(r) = &ledger.kind {
+                                r.settle_with_retries(&key, &id, cost).await;
+                            }
+                        }
+                        .in_current_span(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits, up to `limit`, for releases and settlements still running.
+    pub async fn close(&self, limit: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(limit, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                pending = self.tasks.len(),
+                "budget ledger: settlements still pending at shutdown"
+            );
         }
     }
 }
@@ -105,11 +183,10 @@ impl Hold {
 
     /// Replaces the reservation by the call's cost.
     pub async fn settle(mut self, cost: i64) {
+        let ledger = self.ledger.clone();
+        ledger.settle(&self.key, &self.id, self.amount, cost).await;
+        // Only now: a settle cut short (the future dropped) still releases on drop.
         self.settled = true;
-        match self.ledger.as_ref() {
-            Ledger::Memory(m) => m.settle(&self.key, self.amount, cost),
-            Ledger::Redis(r) => r.settle(&self.key, &self.id, cost).await,
-        }
     }
 }
 
@@ -118,18 +195,18 @@ impl Drop for Hold {
         if self.settled {
             return;
         }
-        match self.ledger.as_ref() {
-            Ledger::Memory(m) => m.settle(&self.key, self.amount, 0),
-            Ledger::Redis(_) => {
-                // Released off the dropping path; were there no runtime, the reservation
-                // would still run out by itself.
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        match &self.ledger.kind {
+            Kind::Memory(m) => m.settle(&self.key, self.amount, 0),
+            Kind::Redis(_) => {
+                // Released off the dropping path, on the ledger's tracker (awaited on
+                // shutdown); without a runtime the reservation still runs out by itself.
+                if tokio::runtime::Handle::try_current().is_ok() {
                     let ledger = self.ledger.clone();
                     let (key, id) = (std::mem::take(&mut self.key), std::mem::take(&mut self.id));
-                    runtime.spawn(
+                    self.ledger.tasks.spawn(
                         async move {
-                            if let Ledger::Redis(r) = ledger.as_ref() {
-                                r.settle(&key, &id, 0).await;
+                            if let Kind::Redis(r) = &ledger.kind {
+                                r.settle_with_retries(&key, &id, 0).await;
                             }
                         }
                         .in_current_span(),
@@ -193,7 +270,7 @@ impl MemoryLedger {
                 reserved: account.reserved,
             };
         }
-        account.reserved += amount;
+        account.reserved = account.reserved.saturating_add(amount);
         Reserved::Held(String::new())
     }
 

@@ -8,14 +8,16 @@ mod month;
 mod redis;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use crate::config::{BudgetsConfig, RateLimitBackend, RedisConfig, RedisFailure};
+use crate::config::{BudgetsConfig, RateLimitBackend, RedisConfig, RedisFailure, Secret};
 use crate::domain::ids::now_utc;
+use crate::domain::principal::user_hash;
 use crate::providers::registry::split_model;
 use crate::providers::{ChatRequest, Registry, Usage, tokens};
 use crate::store::{BudgetOverride, Store, StoreError};
@@ -99,9 +101,10 @@ impl Standing {
 /// What the caller of a provider call is charged under.
 #[derive(Debug, Clone, Copy)]
 pub struct Payer<'a> {
-    /// Whose cap applies (the token's subject).
+    /// Whose cap applies (the token's subject), and whose ledger account.
     pub user_id: &'a str,
-    /// Whose spend: usage rows are filed under this hash, and so is the ledger.
+    /// The hash this credential files usage rows under: with the user id's own hash, what
+    /// an account's first figure is summed over.
     pub user_hash: &'a str,
 }
 
@@ -120,6 +123,10 @@ pub struct Budgets {
     cache_for: Duration,
     failure: RedisFailure,
     caps: RwLock<HashMap<Box<str>, CachedCap>>,
+    /// Bumped by every change: a read that started before one does not cache what it read.
+    epoch: AtomicU64,
+    /// The usage-hash pepper: a user's ledger account is the hash of their user id.
+    pepper: Secret,
 }
 
 impl Budgets {
@@ -128,6 +135,7 @@ impl Budgets {
     pub fn new(
         config: &BudgetsConfig,
         redis: &RedisConfig,
+        pepper: Secret,
         store: Arc<dyn Store>,
         providers: Arc<Registry>,
         hold_for: Duration,
@@ -152,6 +160,8 @@ impl Budgets {
             cache_for: Duration::from_secs(config.cache_secs),
             failure: config.redis_failure,
             caps: RwLock::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+            pepper,
         })
     }
 
@@ -173,22 +183,20 @@ impl Budgets {
         let set = match cached {
             Some(set) => set,
             None => {
+                let epoch = self.epoch.load(Ordering::Acquire);
                 let set = self.store.get_budget(user_id).await?;
-                let mut caps = self.caps.write().unwrap_or_else(|e| e.into_inner());
-                if caps.len() >= MAX_CACHED_CAPS {
-                    caps.clear();
+                // A change made while this read was on its way wins: it is not cached over.
+                if self.epoch.load(Ordering::Acquire) == epoch {
+                    self.remember(user_id, set.clone());
                 }
-                caps.insert(
-                    user_id.into(),
-                    CachedCap {
-                        set: set.clone(),
-                        read_at: Instant::now(),
-                    },
-                );
                 set
             }
         };
-        Ok(match set {
+        Ok(self.cap_of(set))
+    }
+
+    fn cap_of(&self, set: Option<BudgetOverride>) -> Cap {
+        match set {
             Some(set) => Cap {
                 monthly_nano_usd: set.monthly_nano_usd,
                 source: CapSource::User,
@@ -199,42 +207,74 @@ impl Budgets {
                 source: CapSource::Default,
                 set: None,
             },
-        })
+        }
+    }
+
+    fn remember(&self, user_id: &str, set: Option<BudgetOverride>) {
+        let mut caps = self.caps.write().unwrap_or_else(|e| e.into_inner());
+        if caps.len() >= MAX_CACHED_CAPS {
+            caps.clear();
+        }
+        caps.insert(
+            user_id.into(),
+            CachedCap {
+                set,
+                read_at: Instant::now(),
+            },
+        );
     }
 
     /// Sets a user's cap (None: no cap), or with `set = None` removes the setting so the
-    /// default applies again. This instance sees it at once, the others within `cache_secs`.
+    /// default applies again. This instance uses it from the next call, the others within
+    /// `cache_secs`.
     pub async fn set_cap(
         &self,
         user_id: &str,
         set: Option<Option<i64>>,
         by: &str,
     ) -> Result<Cap, StoreError> {
-        match set {
+        let written = match set {
             Some(monthly_nano_usd) => {
-                self.store
-                    .put_budget(&BudgetOverride {
-                        user_id: user_id.to_owned(),
-                        monthly_nano_usd,
-                        updated_by: by.to_owned(),
-                        updated_at: now_utc(),
-                    })
-                    .await?;
+                let row = BudgetOverride {
+                    user_id: user_id.to_owned(),
+                    monthly_nano_usd,
+                    updated_by: by.to_owned(),
+                    updated_at: now_utc(),
+                };
+                self.store.put_budget(&row).await?;
+                Some(row)
             }
             None => {
                 self.store.delete_budget(user_id).await?;
+                None
             }
-        }
-        self.forget(user_id);
-        self.cap(user_id).await
+        };
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.remember(user_id, written.clone());
+        Ok(self.cap_of(written))
     }
 
-    /// Drops a cached cap (after a change, or the user's erasure).
+    /// Drops a cached cap (after the user's erasure).
     pub fn forget(&self, user_id: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.caps
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(user_id);
+    }
+
+    /// Waits, up to `limit`, for settlements still being retried and releases in flight.
+    pub async fn close(&self, limit: Duration) {
+        self.ledger.close(limit).await;
+    }
+
+    /// A user's ledger account (their user id's hash, one account whatever credential they
+    /// use), and the hashes their usage rows may be filed under, for its first figure.
+    fn account(&self, payer: Payer<'_>) -> (String, Vec<String>) {
+        let account = user_hash(self.pepper.expose(), None, payer.user_id);
+        let mut hashes = vec![account.clone(), payer.user_hash.to_owned()];
+        hashes.dedup();
+        (account, hashes)
     }
 
     /// Admits a provider call for `payer`: with a cap in force, bounds `request.max_tokens`
@@ -253,11 +293,11 @@ impl Budgets {
         let max_tokens = *request.max_tokens.get_or_insert(self.default_max_tokens);
         let required = self.worst_case(chain, request, max_tokens);
         let month = Month::of(now_utc());
-        let key = month.key(payer.user_hash);
+        let (account, hashes) = self.account(payer);
+        let key = month.key(&account);
         let mut seed = None;
         loop {
-            let outcome = self.ledger.reserve(&key, cap, required, seed).await;
-            match outcome {
+            match self.ledger.reserve(&key, cap, required, seed).await {
                 Ok(Reservation::Held(hold)) => return Ok(Some(hold)),
                 Ok(Reservation::Refused { spent, reserved }) => {
                     metrics::counter!(crate::prometheus::BUDGET_REFUSALS, "reason" => "exceeded")
@@ -272,13 +312,15 @@ impl Budgets {
                 }
                 // The ledger has no account for this month yet: start it from the record.
                 Ok(Reservation::NeedsSeed) if seed.is_none() => {
-                    seed = Some(self.recorded_spend(payer.user_hash, &month).await?);
+                    seed = Some(self.recorded_spend(&hashes, &month).await?);
                 }
                 Ok(Reservation::NeedsSeed) => return Err(BudgetError::Unavailable),
                 Err(e) => {
                     tracing::warn!(error = %e, policy = ?self.failure, "budget ledger unreachable");
                     return match self.failure {
-                        RedisFailure::Open => Ok(None),
+                        // Let through unreserved, but its cost still goes to the ledger
+                        // once Redis is back (settling is retried off the request path).
+                        RedisFailure::Open => Ok(Some(self.ledger.unreserved(&key))),
                         RedisFailure::Closed => {
                             metrics::counter!(crate::prometheus::BUDGET_REFUSALS, "reason" => "ledger_unavailable")
                                 .increment(1);
@@ -290,17 +332,18 @@ impl Budgets {
         }
     }
 
-    /// This month's cap, spend and reservations for one user.
+    /// This month's cap, spend and reservations for one user. With the ledger unreachable,
+    /// the spend as recorded in `usage_logs` (nothing reserved).
     pub async fn standing(&self, payer: Payer<'_>) -> Result<Standing, BudgetError> {
         let cap = self.cap(payer.user_id).await?;
         let month = Month::of(now_utc());
-        let key = month.key(payer.user_hash);
-        let (spent, reserved) = match self.ledger.peek(&key).await {
+        let (account, hashes) = self.account(payer);
+        let (spent, reserved) = match self.ledger.peek(&month.key(&account)).await {
             Ok(Some(figures)) => figures,
-            Ok(None) => (self.recorded_spend(payer.user_hash, &month).await?, 0),
+            Ok(None) => (self.recorded_spend(&hashes, &month).await?, 0),
             Err(e) => {
-                tracing::warn!(error = %e, "budget ledger unreachable");
-                return Err(BudgetError::Unavailable);
+                tracing::warn!(error = %e, "budget ledger unreachable; reporting recorded spend");
+                (self.recorded_spend(&hashes, &month).await?, 0)
             }
         };
         Ok(Standing {
@@ -332,9 +375,9 @@ impl Budgets {
     }
 
     /// Spend this month as `usage_logs` has it.
-    async fn recorded_spend(&self, user_hash: &str, month: &Month) -> Result<i64, StoreError> {
+    async fn recorded_spend(&self, hashes: &[String], month: &Month) -> Result<i64, StoreError> {
         self.store
-            .spent_between(&[user_hash.to_owned()], month.start, month.end)
+            .spent_between(hashes, month.start, month.end)
             .await
     }
 }

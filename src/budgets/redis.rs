@@ -19,6 +19,7 @@ const RESERVE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if ARGV[5] == '' then return {-1, 0, 0} end
   redis.call('HSET', KEYS[1], 'spent', ARGV[5])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -43,7 +44,7 @@ if amount < 0 then return {1, spent, reserved} end
 if spent + reserved + amount > tonumber(ARGV[1]) then
   return {0, spent, reserved}
 end
-redis.call('HSET', KEYS[1], 'r:' .. ARGV[3], ARGV[2] .. ':' .. (now + tonumber(ARGV[4])))
+redis.call('HSET', KEYS[1], 'r:' .. ARGV[3], string.format('%d:%d', amount, now + tonumber(ARGV[4])))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
 return {1, spent, reserved + amount}
 ";
@@ -58,11 +59,13 @@ redis.call('HINCRBY', KEYS[1], 'spent', ARGV[2])
 return 1
 ";
 
-/// An account outlives its month by this much, then Redis forgets it.
+/// An account lives this long after it was started or last reserved on (a month and
+/// more), then Redis forgets it.
 const ACCOUNT_TTL: Duration = Duration::from_secs(40 * 86_400);
-/// Settling is retried this many times, off the request path, before it is given up (the
-/// reservation then runs out by itself, and the call's cost is in `usage_logs`).
-const SETTLE_ATTEMPTS: u32 = 4;
+/// A settlement that failed on the request path is retried this many times, off it, before
+/// it is given up (the reservation then runs out by itself, and the call's cost is in
+/// `usage_logs`).
+const SETTLE_RETRIES: u32 = 4;
 
 pub struct RedisLedger {
     link: RedisLink,
@@ -117,15 +120,25 @@ impl RedisLedger {
         self.link.invoke::<(i64, i64, i64)>(&call).await
     }
 
-    /// Settles, retrying with backoff while Redis is away.
-    pub(super) async fn settle(&self, key: &str, id: &str, cost: i64) {
+    /// Settles once.
+    pub(super) async fn settle(
+        &self,
+        key: &str,
+        id: &str,
+        cost: i64,
+    ) -> Result<(), RedisLinkError> {
         let mut call = self.settle.key(format!("{}{key}", self.prefix));
         call.arg(id).arg(cost);
+        self.link.invoke::<i64>(&call).await.map(drop)
+    }
+
+    /// Settles, retrying with backoff while Redis is away.
+    pub(super) async fn settle_with_retries(&self, key: &str, id: &str, cost: i64) {
         let mut wait = Duration::from_millis(250);
-        for attempt in 1..=SETTLE_ATTEMPTS {
-            match self.link.invoke::<i64>(&call).await {
-                Ok(_) => return,
-                Err(e) if attempt == SETTLE_ATTEMPTS => {
+        for attempt in 1..=SETTLE_RETRIES {
+            match self.settle(key, id, cost).await {
+                Ok(()) => return,
+                Err(e) if attempt == SETTLE_RETRIES => {
                     tracing::error!(error = %e, cost_nano_usd = cost, "budget ledger: a call's cost could not be settled in redis");
                 }
                 Err(_) => {

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::{ChatError, ChatEvent, ChatOutcome, ChatService, Prepared, titles};
 use crate::domain::ids::now_utc;
 use crate::domain::{MessageRole, MessageStatus, NewMessage, UsageRecord, new_id};
-use crate::providers::registry::estimate;
+use crate::providers::registry::{GenerationStream, estimate};
 use crate::providers::{CallFailure, Completion, ProviderError, StreamEvent, Usage};
 
 impl ChatService {
@@ -87,22 +87,20 @@ impl ChatService {
             };
             let event = match next {
                 Next::Event(Some(event)) => *event,
-                Next::Event(None) => return,
-                Next::Cut => {
-                    let answering = (stream.provider.clone(), stream.model.clone());
-                    let partial = self.cut_completion(
-                        &p,
-                        Some(answering),
-                        std::mem::take(&mut content),
-                        ttft,
-                    );
-                    let _ = self
-                        .finish(&p, &partial, MessageStatus::Cut, Some("cut"))
+                // The registry always ends with Done or Failed; were a stream to end
+                // without either, what it produced is still stored and accounted.
+                Next::Event(None) => {
+                    let content = std::mem::take(&mut content);
+                    let (code, message) = ("upstream_error", "The answer ended early.");
+                    self.end_early(&p, answering(&stream), content, ttft, code, message, &tx)
                         .await;
-                    let _ = tx.send(ChatEvent::Error {
-                        code: "cut",
-                        message: "The answer was cut.".into(),
-                    });
+                    return;
+                }
+                Next::Cut => {
+                    let content = std::mem::take(&mut content);
+                    let (code, message) = ("cut", "The answer was cut.");
+                    self.end_early(&p, answering(&stream), content, ttft, code, message, &tx)
+                        .await;
                     return;
                 }
             };
@@ -137,6 +135,29 @@ impl ChatService {
                 }
             }
         }
+    }
+
+    /// Stores and accounts what a stream produced before it stopped without its end (cut by
+    /// us, or ended by the provider), and tells the client.
+    #[allow(clippy::too_many_arguments)]
+    async fn end_early(
+        &self,
+        p: &Prepared,
+        answering: (String, String),
+        content: String,
+        ttft: Option<Duration>,
+        code: &'static str,
+        message: &str,
+        tx: &mpsc::UnboundedSender<ChatEvent>,
+    ) {
+        let partial = self.cut_completion(p, Some(answering), content, ttft);
+        let _ = self
+            .finish(p, &partial, MessageStatus::Cut, Some(code))
+            .await;
+        let _ = tx.send(ChatEvent::Error {
+            code,
+            message: message.to_owned(),
+        });
     }
 
     /// A completion for an answer we stopped ourselves: usage estimated.
@@ -346,4 +367,9 @@ pub fn client_message(error: &ProviderError) -> &'static str {
         "provider_not_configured" => "This specialist's model is not configured on this server.",
         _ => "The model's provider returned an error.",
     }
+}
+
+/// The provider and model answering a stream (after any fallback).
+fn answering(stream: &GenerationStream) -> (String, String) {
+    (stream.provider.clone(), stream.model.clone())
 }

@@ -271,6 +271,8 @@ impl ChatService {
                 );
             }
         }
+        // Settlements still being retried reach the ledger before the process goes.
+        self.budgets.close(Duration::from_secs(5)).await;
         self.usage.shutdown().await;
     }
 }

@@ -59,6 +59,12 @@ impl Config {
                 "max_message_chars, max_generation_secs, keepalive_secs, usage_queue and usage_batch_rows must be at least 1",
             ));
         }
+        if c.max_generation_secs > 86_400 {
+            return Err(ConfigError::new(
+                "chat.max_generation_secs",
+                "at most 86400 (a day)",
+            ));
+        }
         if self.is_production()
             && kind == DatabaseKind::Sqlite
             && !self.database.allow_sqlite_in_production
@@ -111,10 +117,17 @@ impl Config {
 
     fn validate_budgets(&self) -> Result<(), ConfigError> {
         let b = &self.budgets;
-        if b.default_monthly_nano_usd < -1 {
+        // The same bound as an admin's setting: a billion dollars.
+        if !(-1..=1_000_000_000_000_000_000).contains(&b.default_monthly_nano_usd) {
             return Err(ConfigError::new(
                 "budgets.default_monthly_nano_usd",
-                "must be -1 (no cap) or a cap of 0 or more",
+                "must be -1 (no cap) or a cap from 0 to 1000000000000000000",
+            ));
+        }
+        if b.cache_secs == 0 || b.cache_secs > 3600 {
+            return Err(ConfigError::new(
+                "budgets.cache_secs",
+                "must be between 1 and 3600",
             ));
         }
         // The same bounds as a request's max_tokens.

@@ -55,3 +55,19 @@ impl Principal {
         self.role >= needed
     }
 }
+
+/// The hash a user's usage is filed under: SHA-256(pepper ‖ lowercase email), or of
+/// (pepper ‖ "sub:" ‖ user id) when there is no email. Never the email itself.
+pub fn user_hash(pepper: &str, email: Option<&str>, user_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(pepper.as_bytes());
+    match email {
+        Some(email) => h.update(email.to_ascii_lowercase().as_bytes()),
+        None => {
+            h.update(b"sub:");
+            h.update(user_id.as_bytes());
+        }
+    }
+    hex::encode(h.finalize())
+}

@@ -190,6 +190,19 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
+/// A user id taken from a path (`/v1/admin/users/{user_id}/…`): token subjects are short
+/// printable strings, and a NUL or control character would only reach the database to fail
+/// there.
+pub fn user_id_param(raw: String) -> Result<String, ApiError> {
+    if raw.is_empty() || raw.len() > 256 || raw.chars().any(char::is_control) {
+        return Err(ApiError::invalid_field(
+            "user_id",
+            "Invalid field `user_id`: 1 to 256 bytes, no control characters",
+        ));
+    }
+    Ok(raw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -266,6 +266,19 @@ async fn streamed_calls_settle_at_their_cost(backend: Backend) {
         2 * r - 2 * CALL_COST
     );
     assert_eq!(settled_spend(&app, 2).await, 2 * CALL_COST);
+    // One user, one account, whatever the credential: a token without the email (its usage
+    // rows are filed under another hash) sees the same spend and is refused alike.
+    let sam_without_email = app.token_for("sam", None, Role::User);
+    let mine = app.get_json("/v1/me/budget", &sam_without_email).await;
+    assert_eq!(mine["spent_nano_usd"], 2 * CALL_COST);
+    let refused = app
+        .post("/v1/chat/send")
+        .bearer_auth(&sam_without_email)
+        .json(&body())
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(refused, 402, "budget_exceeded").await;
     assert_eq!(up.calls(), 2);
 }
 
@@ -438,6 +451,15 @@ async fn admins_set_caps(backend: Backend) {
         "forbidden",
     )
     .await;
+    // A user id no token could carry is refused, not sent to the database.
+    let nul = app
+        .client
+        .get(app.url("/v1/admin/users/a%00b/budget"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(nul, 422, "invalid_field").await;
     for bad in [
         json!({}),
         json!({"monthly_nano_usd": -1}),

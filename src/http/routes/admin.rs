@@ -38,6 +38,7 @@ pub async fn erase_user(
     Path(user_id): Path<String>,
     ApiJson(body): ApiJson<EraseUser>,
 ) -> Result<ApiJson<PurgeReport>, ApiError> {
+    let user_id = crate::http::extract::user_id_param(user_id)?;
     let report = user_data::erase_user(
         crate::http::routes::me::services(&state),
         &principal,

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use crate::budgets::{Cap, CapSource, Payer, Standing};
 use crate::domain::{Principal, Role};
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, user_id_param};
 use crate::state::AppState;
 
 /// The largest cap accepted: a billion dollars.
@@ -108,6 +108,7 @@ fn admin_only(principal: &Principal) -> Result<(), ApiError> {
         (status = 200, description = "The cap", body = BudgetSetting),
         (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
         (status = 403, description = "`forbidden`: not an admin", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_field`: `user_id`", body = ErrorEnvelope),
     ))]
 pub async fn get(
     State(state): State<AppState>,
@@ -115,6 +116,7 @@ pub async fn get(
     Path(user_id): Path<String>,
 ) -> Result<ApiJson<BudgetSetting>, ApiError> {
     admin_only(&principal)?;
+    let user_id = user_id_param(user_id)?;
     let cap = state.budgets.cap(&user_id).await?;
     Ok(ApiJson(setting(user_id, cap)))
 }
@@ -147,6 +149,7 @@ pub async fn put(
     ApiJson(body): ApiJson<PutBudget>,
 ) -> Result<ApiJson<BudgetSetting>, ApiError> {
     admin_only(&principal)?;
+    let user_id = user_id_param(user_id)?;
     let Some(cap) = body.monthly_nano_usd else {
         return Err(ApiError::invalid_field(
             "monthly_nano_usd",
@@ -174,6 +177,7 @@ pub async fn put(
         (status = 200, description = "The cap now in force (the default)", body = BudgetSetting),
         (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
         (status = 403, description = "`forbidden`: not an admin", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_field`: `user_id`", body = ErrorEnvelope),
     ))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -181,6 +185,7 @@ pub async fn delete(
     Path(user_id): Path<String>,
 ) -> Result<ApiJson<BudgetSetting>, ApiError> {
     admin_only(&principal)?;
+    let user_id = user_id_param(user_id)?;
     let cap = state
         .budgets
         .set_cap(&user_id, None, &principal.user_id)

@@ -156,12 +156,13 @@ pub async fn specialists(
     request_body = ChatBody,
     responses(
         (status = 200, description = "The answer", body = ChatReply),
+        (status = 402, description = "`budget_exceeded`: the call's worst case does not fit your monthly budget", body = ErrorEnvelope),
         (status = 403, description = "`forbidden`: viewers cannot chat", body = ErrorEnvelope),
         (status = 404, description = "`specialist_not_found`, or `not_found` for a conversation or file that is not yours", body = ErrorEnvelope),
         (status = 409, description = "`idempotency_key_in_progress`", body = ErrorEnvelope),
         (status = 422, description = "`invalid_field`, `attachment_not_supported`, `context_length_exceeded`, `content_filtered`, `idempotency_key_reused`", body = ErrorEnvelope),
         (status = 502, description = "`upstream_error`", body = ErrorEnvelope),
-        (status = 503, description = "`upstream_unavailable`, `upstream_rate_limited`, `provider_not_configured`", body = ErrorEnvelope),
+        (status = 503, description = "`upstream_unavailable`, `upstream_rate_limited`, `provider_not_configured`, `budget_unavailable`", body = ErrorEnvelope),
         (status = 504, description = "`upstream_timeout`", body = ErrorEnvelope),
     ))]
 pub async fn send(
@@ -274,9 +275,11 @@ pub async fn send(
     request_body = ChatBody,
     responses(
         (status = 200, description = "An event stream (`start`, `delta`, `done` | `error`)", content_type = "text/event-stream", body = DoneEvent),
+        (status = 402, description = "`budget_exceeded`", body = ErrorEnvelope),
         (status = 403, description = "`forbidden`", body = ErrorEnvelope),
         (status = 404, description = "`specialist_not_found` or `not_found`", body = ErrorEnvelope),
         (status = 422, description = "`invalid_field`, `attachment_not_supported`", body = ErrorEnvelope),
+        (status = 503, description = "`budget_unavailable`", body = ErrorEnvelope),
     ))]
 pub async fn stream(
     State(state): State<AppState>,
