@@ -50,13 +50,6 @@ impl Ledger {
         })
     }
 
-    pub fn kind(&self) -> &'static str {
-        match self.kind {
-            Kind::Memory(_) => "memory",
-            Kind::Redis(_) => "redis",
-        }
-    }
-
     /// Reserves `amount` on `key` if spend + reservations + amount stay within `cap`.
     /// `seed` starts an account that does not exist yet.
     pub async fn reserve(
@@ -176,11 +169,6 @@ pub struct Hold {
 }
 
 impl Hold {
-    /// The amount reserved.
-    pub fn amount(&self) -> i64 {
-        self.amount
-    }
-
     /// Replaces the reservation by the call's cost.
     pub async fn settle(mut self, cost: i64) {
         let ledger = self.ledger.clone();

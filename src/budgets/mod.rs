@@ -165,11 +165,6 @@ impl Budgets {
         })
     }
 
-    /// The ledger's kind, for logs.
-    pub fn ledger_kind(&self) -> &'static str {
-        self.ledger.kind()
-    }
-
     /// A user's cap: the admin's setting, else the default. Read from the database at most
     /// once per `cache_secs` per user, so a chat request usually costs a map lookup.
     pub async fn cap(&self, user_id: &str) -> Result<Cap, StoreError> {

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::{ChatError, ChatEvent, ChatOutcome, ChatService, Prepared, titles};
 use crate::domain::ids::now_utc;
 use crate::domain::{MessageRole, MessageStatus, NewMessage, UsageRecord, new_id};
-use crate::providers::registry::{GenerationStream, estimate};
+use crate::providers::registry::GenerationStream;
 use crate::providers::{CallFailure, Completion, ProviderError, StreamEvent, Usage};
 
 impl ChatService {
@@ -176,13 +176,9 @@ impl ChatService {
                 .unwrap_or_default();
             (provider, p.specialist.model.clone())
         });
-        let mut request = p.request.clone();
-        request.model = crate::providers::registry::split_model(&model)
-            .map(|(_, m)| m.to_owned())
-            .unwrap_or_default();
-        let usage = estimate(&request, &content);
+        let (usage, cost_nano_usd) = self.providers.estimated_cost(&model, &p.request, &content);
         Completion {
-            cost_nano_usd: self.providers.pricing().cost_nano_usd(&model, &usage),
+            cost_nano_usd,
             content,
             usage,
             finish_reason: crate::providers::FinishReason::Cut,

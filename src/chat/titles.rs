@@ -164,14 +164,10 @@ impl Titles {
             // Cut by the deadline or shutdown: the prompt may already be billed, so it is
             // estimated and priced, as a cut chat answer is (never a silent zero).
             cut => {
-                let mut sent = request.clone();
-                sent.model = crate::providers::registry::split_model(&self.model)
-                    .map(|(_, m)| m.to_owned())
-                    .unwrap_or_default();
-                let usage = crate::providers::registry::estimate(&sent, "");
+                let (usage, cost) = self.providers.estimated_cost(&self.model, &request, "");
                 row.input_tokens = usage.input_tokens as i64;
                 row.usage_estimated = true;
-                row.cost_nano_usd = self.providers.pricing().cost_nano_usd(&self.model, &usage);
+                row.cost_nano_usd = cost;
                 let code = if cut.is_none() {
                     "cut"
                 } else {

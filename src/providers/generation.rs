@@ -9,8 +9,8 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use super::pricing::Pricing;
-use super::registry::{Completion, Entry, StreamEvent, estimate};
-use super::{ChatRequest, ChunkStream, FinishReason, ProviderChunk, ProviderError, Usage};
+use super::registry::{Completion, Entry, StreamEvent};
+use super::{ChatRequest, ChunkStream, FinishReason, ProviderChunk, ProviderError, Usage, tokens};
 
 /// The state of a stream being forwarded.
 pub(super) struct Generation {
@@ -95,7 +95,7 @@ impl Generation {
         // A cut stream's reported usage (if any came) is incomplete: estimate instead.
         let usage = match (self.usage, &finish_reason) {
             (Some(u), f) if *f != FinishReason::Cut => u,
-            _ => estimate(&self.request, &self.content),
+            _ => tokens::estimate(&self.request.model, &self.request, &self.content),
         };
         Completion {
             content: std::mem::take(&mut self.content),

@@ -7,6 +7,7 @@ pub mod breaker;
 mod generation;
 pub mod mock;
 pub mod openai;
+pub mod outcome;
 pub mod pricing;
 pub mod registry;
 mod sse;

@@ -4,12 +4,11 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use super::anthropic::AnthropicProvider;
@@ -19,70 +18,11 @@ use super::mock::MockProvider;
 use super::openai::OpenAiProvider;
 use super::pricing::{Pricing, PricingError};
 use super::{
-    ChatRequest, ChunkStream, FinishReason, Provider, ProviderChunk, ProviderError, Timeouts,
-    Usage, tokens,
+    ChatRequest, ChunkStream, Provider, ProviderChunk, ProviderError, Timeouts, Usage, tokens,
 };
 use crate::config::{DEFAULT_OPENAI_BASE_URL, ProviderKind, ProvidersConfig};
 
-/// A finished call.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Completion {
-    pub content: String,
-    pub usage: Usage,
-    pub finish_reason: FinishReason,
-    /// The provider and full model id that answered (after any fallback).
-    pub provider: String,
-    pub model: String,
-    pub cost_nano_usd: i64,
-    pub latency: Duration,
-    /// Time to the first token, for streams.
-    pub ttft: Option<Duration>,
-    /// Attempts made across retries and fallbacks, this one included.
-    pub attempts: u32,
-}
-
-/// A call that produced no answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CallFailure {
-    pub error: ProviderError,
-    /// The last provider and model tried, if any.
-    pub provider: Option<String>,
-    pub model: Option<String>,
-    pub latency: Duration,
-    pub attempts: u32,
-}
-
-/// What a generation stream yields: text as it arrives, then exactly one of `Done` or
-/// `Failed` (a stream that broke after text was forwarded: the partial text is kept and
-/// the usage estimated).
-#[derive(Debug, Clone, PartialEq)]
-pub enum StreamEvent {
-    Delta(String),
-    Done(Completion),
-    Failed {
-        error: ProviderError,
-        partial: Completion,
-    },
-}
-
-/// A generation in progress, and the model that is answering (after any fallback), so a
-/// caller that stops it early can still price what was generated.
-pub struct GenerationStream {
-    pub provider: String,
-    pub model: String,
-    inner: Pin<Box<dyn Stream<Item = StreamEvent> + Send>>,
-}
-
-impl Stream for GenerationStream {
-    type Item = StreamEvent;
-
-    fn poll_next(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<StreamEvent>> {
-        self.inner.as_mut().poll_next(cx)
-    }
-}
+pub use super::outcome::{CallFailure, Completion, GenerationStream, StreamEvent};
 
 /// A successful attempt and what it was made with.
 struct Won<T> {
@@ -231,6 +171,19 @@ impl Registry {
         &self.pricing
     }
 
+    /// Usage counted by us for `request` sent to `model` (a full `provider/model` id) and
+    /// `content` generated, priced: for calls stopped before the provider reported usage.
+    pub fn estimated_cost(
+        &self,
+        model: &str,
+        request: &ChatRequest,
+        content: &str,
+    ) -> (Usage, i64) {
+        let upstream = split_model(model).map_or("", |(_, m)| m);
+        let usage = tokens::estimate(upstream, request, content);
+        (usage, self.pricing.cost_nano_usd(model, &usage))
+    }
+
     fn backoff(&self) -> impl Iterator<Item = Duration> {
         ExponentialBuilder::default()
             .with_jitter()
@@ -271,9 +224,9 @@ impl Registry {
             .await?;
         self.record_success(&won.entry);
         let response = won.value;
-        let usage = response
-            .usage
-            .unwrap_or_else(|| estimate(&won.request, &response.content));
+        let usage = response.usage.unwrap_or_else(|| {
+            tokens::estimate(&won.request.model, &won.request, &response.content)
+        });
         Ok(Completion {
             cost_nano_usd: self.pricing.cost_nano_usd(&won.model, &usage),
             content: response.content,
@@ -498,15 +451,5 @@ fn log_attempt(model: &str, attempt: u32, outcome: &Result<(), &ProviderError>, 
         Err(e) => {
             tracing::warn!(model, attempt, outcome = e.code(), error = %e, latency_ms, "provider attempt")
         }
-    }
-}
-
-/// Usage counted by us: the prompt, and what was generated.
-pub fn estimate(request: &ChatRequest, content: &str) -> Usage {
-    Usage {
-        input_tokens: tokens::count(&request.model, &request.prompt_text()),
-        output_tokens: tokens::count(&request.model, content),
-        cached_input_tokens: 0,
-        estimated: true,
     }
 }

@@ -13,6 +13,17 @@ pub fn count(model: &str, text: &str) -> u64 {
     approximate(text)
 }
 
+/// Usage counted by us for `request` sent to `model` (the upstream name): the prompt, and
+/// what was generated.
+pub fn estimate(model: &str, request: &super::ChatRequest, content: &str) -> super::Usage {
+    super::Usage {
+        input_tokens: count(model, &request.prompt_text()),
+        output_tokens: count(model, content),
+        cached_input_tokens: 0,
+        estimated: true,
+    }
+}
+
 /// One token per four bytes, rounded up.
 pub fn approximate(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4)
