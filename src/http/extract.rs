@@ -26,6 +26,23 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
+        parse(&bytes).map(ApiJson)
+    }
+}
+
+/// A JSON body not parsed yet, for a handler that parses it more than one way: checked like
+/// `ApiJson` (415, 413, 400) except for the parse itself, which is the handler's (`parse`).
+#[derive(Debug, Clone)]
+pub struct JsonBytes(pub Bytes);
+
+impl<S> FromRequest<S> for JsonBytes
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers().get(CONTENT_TYPE)) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -44,7 +61,7 @@ where
                 )
             }
         })?;
-        parse(&bytes).map(ApiJson)
+        Ok(Self(bytes))
     }
 }
 

@@ -1,14 +1,11 @@
 //! The one layer list, outer to inner, with why each layer sits where it does.
 
-use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use futures_util::FutureExt;
 use tower::ServiceBuilder;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::compression::{CompressionLayer, CompressionLevel};
@@ -19,8 +16,8 @@ use tower_http::trace::TraceLayer;
 use tracing::Span;
 
 use crate::config::Config;
-use crate::error::{ApiError, EnvelopeRendered};
-use crate::http::request_id::{self, RequestId};
+use crate::http::edges::{EntryLayer, GuardLayer};
+use crate::http::request_id::RequestId;
 use crate::http::trace_context::{TraceParent, trace_id_hex};
 use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -29,16 +26,15 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 ///
 /// 1. sensitive headers: Authorization, cookies and API keys are marked so no layer's
 ///    `Debug` output can print them.
-/// 2. request id: first, so every response (a panic's or a preflight's too) carries it and
-///    error bodies can quote it.
+/// 2. entry (`edges::Entry`): the request id first, so every response (a panic's or a
+///    preflight's too) carries it and error bodies can quote it; and the request metrics.
 /// 3. trace span: one span per request with id, method, route, status and latency.
 /// 4. compression: gzip/br for JSON; never for `text/event-stream`, where it would buffer.
-/// 5. error envelope: turns any bare error a layer or axum produced (405, 413, 504...) into
-///    the envelope; sits inside compression so the envelope is compressed like any body.
-/// 6. CORS: inside the envelope layer, so error responses keep their CORS headers.
-/// 7. security headers: on every response, unless a route set its own (the docs page's CSP).
-/// 8. panic → 500 envelope: the outermost layer moved inward, below request id and
-///    envelope, so the 500 carries the request id and passes CORS like any error.
+/// 5. CORS: outside the guard, so error responses carry CORS headers like any other.
+/// 6. security headers: on every response, unless a route set its own (the docs page's CSP).
+/// 7. guard (`edges::Guard`): a panic becomes a 500 envelope, and any bare error a layer or
+///    axum produced (405, 413, 504...) gets the envelope. Innermost, so the 500 carries the
+///    request id and passes CORS like any error.
 ///
 /// The body limit and the timeout are not here: each route group has its own (JSON routes
 /// 1 MiB and `server.request_timeout_secs`; uploads their size and transfer time; streams
@@ -66,8 +62,7 @@ pub fn apply(router: Router, config: &Config) -> Router {
                 header::COOKIE,
                 HeaderName::from_static("x-api-key"),
             ]))
-            .layer(middleware::from_fn(request_id::assign))
-            .layer(middleware::from_fn(count_request))
+            .layer(EntryLayer)
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(move |request: &Request| make_span(request, export_traces))
@@ -92,7 +87,6 @@ pub fn apply(router: Router, config: &Config) -> Router {
                             .and(NotForContentType::GRPC),
                     ),
             )
-            .layer(middleware::from_fn(envelope_fallback))
             .layer(cors(config))
             .layer(SetResponseHeaderLayer::if_not_present(
                 header::X_CONTENT_TYPE_OPTIONS,
@@ -111,7 +105,7 @@ pub fn apply(router: Router, config: &Config) -> Router {
                 csp,
             ))
             .option_layer(hsts)
-            .layer(middleware::from_fn(catch_panic)),
+            .layer(GuardLayer),
     )
 }
 
@@ -135,11 +129,14 @@ fn cors(config: &Config) -> CorsLayer {
     let origins = if c.allowed_origins.iter().any(|o| o == "*") {
         AllowOrigin::from(Any)
     } else {
-        AllowOrigin::list(
-            c.allowed_origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok()),
-        )
+        // A predicate over a shared list rather than `AllowOrigin::list`: the CORS service
+        // is cloned per request, and a list would be copied each time.
+        let allowed: Arc<[HeaderValue]> = c
+            .allowed_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        AllowOrigin::predicate(move |origin: &HeaderValue, _| allowed.contains(origin))
     };
     CorsLayer::new()
         .allow_origin(origins)
@@ -190,82 +187,11 @@ fn make_span(request: &Request, export_traces: bool) -> Span {
     span
 }
 
-/// Requests and their latency by route template, for the metrics. Never the raw path: ids
-/// in it would make a series each. Unmatched requests (404s) share one label.
-async fn count_request(request: Request, next: Next) -> Response {
-    let started = std::time::Instant::now();
-    let method = method_label(request.method());
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
-    crate::prometheus::record_request(
-        route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        method,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
-}
-
-fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    }
-}
-
 /// The access log line. Status and latency are fields of the event rather than recorded
 /// into the span: the JSON formatter re-renders a span's fields on every `record`.
 fn on_response(status: StatusCode, latency: Duration, _span: &Span) {
     let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
     tracing::info!(status = status.as_u16(), latency_ms, "response");
-}
-
-/// Renders the envelope for error responses that do not have one yet, keeping their
-/// headers (Allow, CORS, Retry-After...).
-async fn envelope_fallback(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error())
-        || response.extensions().get::<EnvelopeRendered>().is_some()
-    {
-        return response;
-    }
-    let (mut parts, _) = response.into_parts();
-    let (rendered, body) = ApiError::from_status(status).into_response().into_parts();
-    for name in [
-        header::CONTENT_LENGTH,
-        header::CONTENT_ENCODING,
-        header::TRANSFER_ENCODING,
-    ] {
-        parts.headers.remove(name);
-    }
-    for (name, value) in &rendered.headers {
-        parts.headers.insert(name.clone(), value.clone());
-    }
-    parts.extensions.insert(EnvelopeRendered);
-    Response::from_parts(parts, body)
-}
-
-/// A panicking handler becomes a 500 envelope; the panic text goes to the log only.
-async fn catch_panic(request: Request, next: Next) -> Response {
-    match AssertUnwindSafe(next.run(request)).catch_unwind().await {
-        Ok(response) => response,
-        Err(payload) => {
-            let detail = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic".to_owned());
-            tracing::error!(panic = %detail, "request handler panicked");
-            ApiError::internal().into_response()
-        }
-    }
 }
 
 /// The status a timed-out non-streaming request gets.

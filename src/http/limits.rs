@@ -100,6 +100,8 @@ pub fn unavailable() -> Response {
 
 pub fn set_headers(headers: &mut HeaderMap, d: &Decision) {
     let reset = HeaderValue::from(whole_seconds(d.reset_after));
+    // Room for all six at once: the map would otherwise grow (and rehash) twice.
+    headers.reserve(6);
     for (name, value) in [
         (RATELIMIT_LIMIT, HeaderValue::from(d.limit)),
         (RATELIMIT_REMAINING, HeaderValue::from(d.remaining)),

@@ -2,6 +2,7 @@
 //! document come from the same list) and `build_app`.
 
 pub mod auth;
+mod edges;
 pub mod extract;
 pub mod layers;
 pub mod limits;

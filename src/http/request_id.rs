@@ -5,8 +5,6 @@ use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
-use axum::response::Response;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -31,7 +29,9 @@ fn is_sane(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-pub async fn assign(mut request: Request, next: Next) -> Response {
+/// Takes a sane incoming id or mints one; sets it on the request (header and extension).
+/// Returns it and its header value, for the task-local and the response.
+pub fn assign(request: &mut Request) -> (Arc<str>, HeaderValue) {
     let id: Arc<str> = request
         .headers()
         .get(&X_REQUEST_ID)
@@ -43,9 +43,17 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
     let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     request.headers_mut().insert(X_REQUEST_ID, value.clone());
     request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = REQUEST_ID.scope(id, next.run(request)).await;
-    response.headers_mut().insert(X_REQUEST_ID, value);
-    response
+    (id, value)
+}
+
+/// Runs `future` with `id` as the current request id.
+pub async fn scope<F: Future>(id: Arc<str>, future: F) -> F::Output {
+    REQUEST_ID.scope(id, future).await
+}
+
+/// Runs `f` with `id` as the current request id.
+pub fn scope_sync<R>(id: Arc<str>, f: impl FnOnce() -> R) -> R {
+    REQUEST_ID.sync_scope(id, f)
 }
 
 #[cfg(test)]

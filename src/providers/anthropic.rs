@@ -41,6 +41,8 @@ impl AnthropicProvider {
         headers.insert("x-api-key", key);
         headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
         let client = reqwest::Client::builder()
+            // A provider API does not redirect; not following saves a URL parse per call.
+            .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
             .connect_timeout(timeouts.connect)
             .build()

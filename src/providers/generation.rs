@@ -21,7 +21,7 @@ pub(super) struct Generation {
     pub(super) finish: Option<FinishReason>,
     pub(super) entry: Arc<Entry>,
     pub(super) pricing: Arc<Pricing>,
-    pub(super) request: ChatRequest,
+    pub(super) request: std::sync::Arc<ChatRequest>,
     pub(super) model: String,
     pub(super) started: Instant,
     pub(super) ttft: Option<Duration>,

@@ -48,6 +48,8 @@ impl OpenAiProvider {
             headers.insert(name, value);
         }
         let client = reqwest::Client::builder()
+            // A provider API does not redirect; not following saves a URL parse per call.
+            .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
             .connect_timeout(timeouts.connect)
             .build()

@@ -29,7 +29,7 @@ struct Won<T> {
     value: T,
     entry: Arc<Entry>,
     /// The request as sent (with the upstream model name).
-    request: ChatRequest,
+    request: Arc<ChatRequest>,
     model: String,
     started: Instant,
     attempts: u32,
@@ -287,8 +287,8 @@ impl Registry {
         mut attempt: F,
     ) -> Result<Won<T>, CallFailure>
     where
-        // Owned arguments (one cheap clone per attempt) keep the future `Send`.
-        F: FnMut(Arc<Entry>, ChatRequest) -> Fut,
+        // Owned arguments (two reference counts per attempt) keep the future `Send`.
+        F: FnMut(Arc<Entry>, Arc<ChatRequest>) -> Fut,
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
     {
         let started = Instant::now();
@@ -306,6 +306,7 @@ impl Registry {
             };
             let mut request = request.clone();
             request.model = upstream.to_owned();
+            let request = Arc::new(request);
             let mut backoff = self.backoff();
             loop {
                 attempts += 1;

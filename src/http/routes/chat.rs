@@ -18,7 +18,7 @@ use crate::chat::idempotency::{self, Outcome};
 use crate::chat::{ChatEvent, ChatInput, ChatOutcome, Specialist};
 use crate::domain::Principal;
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, JsonBytes};
 use crate::http::request_id::RequestId;
 use crate::providers::Speaker;
 use crate::state::AppState;
@@ -170,9 +170,9 @@ pub async fn send(
     principal: Principal,
     Extension(request_id): Extension<RequestId>,
     headers: axum::http::HeaderMap,
-    ApiJson(raw): ApiJson<serde_json::Value>,
+    JsonBytes(raw): JsonBytes,
 ) -> Result<Response, ApiError> {
-    let body: ChatBody = crate::http::extract::parse(raw.to_string().as_bytes())?;
+    let body: ChatBody = crate::http::extract::parse(&raw)?;
     let key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().unwrap_or_default().to_owned());
@@ -188,7 +188,8 @@ pub async fn send(
             state.chat.store(),
             &owner,
             key,
-            &idempotency::body_hash(&raw),
+            // Parsed a second time only here: the hash is of the JSON, not of its spelling.
+            &idempotency::body_hash(&crate::http::extract::parse(&raw)?),
             time::Duration::seconds(state.config.chat.max_generation_secs as i64 + 60),
         )
         .await?

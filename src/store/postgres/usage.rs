@@ -1,7 +1,6 @@
 //! Usage rows: one per provider call, written in batches. On Postgres.
 
 use async_trait::async_trait;
-use sqlx::QueryBuilder;
 use time::OffsetDateTime;
 
 use super::PostgresStore;
@@ -64,30 +63,42 @@ impl UsageStore for PostgresStore {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut qb = QueryBuilder::new(concat!("INSERT INTO usage_logs (", usage_columns!(), ") "));
-        qb.push_values(rows, |mut b, r| {
-            b.push_bind(r.id)
-                .push_bind(&r.request_id)
-                .push_bind(&r.user_hash)
-                .push_bind(r.conversation_id)
-                .push_bind(&r.specialist_id)
-                .push_bind(&r.provider)
-                .push_bind(&r.model)
-                .push_bind(r.input_tokens)
-                .push_bind(r.output_tokens)
-                .push_bind(r.cached_tokens)
-                .push_bind(r.usage_estimated)
-                .push_bind(r.cost_nano_usd)
-                .push_bind(r.latency_ms)
-                .push_bind(r.ttft_ms)
-                .push_bind(r.streamed)
-                .push_bind(r.success)
-                .push_bind(&r.error_code)
-                .push_bind(r.created_at);
-        });
-        // A retried batch whose first write did commit must not fail on its own rows.
-        qb.push(" ON CONFLICT (id) DO NOTHING");
-        qb.build().execute(&self.pool).await?;
+        // One array per column: the statement is the same whatever the batch size, so it
+        // is prepared once per connection (a VALUES list per size would be planned anew).
+        let sql = concat!(
+            "INSERT INTO usage_logs (",
+            usage_columns!(),
+            ") SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], ",
+            "$6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bool[], ",
+            "$12::bigint[], $13::bigint[], $14::bigint[], $15::bool[], $16::bool[], $17::text[], ",
+            "$18::timestamptz[]) ",
+            // A retried batch whose first write did commit must not fail on its own rows.
+            "ON CONFLICT (id) DO NOTHING"
+        );
+        fn column<'a, T>(rows: &'a [UsageRecord], f: impl Fn(&'a UsageRecord) -> T) -> Vec<T> {
+            rows.iter().map(f).collect()
+        }
+        sqlx::query(sql)
+            .bind(column(rows, |r| r.id))
+            .bind(column(rows, |r| r.request_id.as_str()))
+            .bind(column(rows, |r| r.user_hash.as_str()))
+            .bind(column(rows, |r| r.conversation_id))
+            .bind(column(rows, |r| r.specialist_id.as_deref()))
+            .bind(column(rows, |r| r.provider.as_str()))
+            .bind(column(rows, |r| r.model.as_str()))
+            .bind(column(rows, |r| r.input_tokens))
+            .bind(column(rows, |r| r.output_tokens))
+            .bind(column(rows, |r| r.cached_tokens))
+            .bind(column(rows, |r| r.usage_estimated))
+            .bind(column(rows, |r| r.cost_nano_usd))
+            .bind(column(rows, |r| r.latency_ms))
+            .bind(column(rows, |r| r.ttft_ms))
+            .bind(column(rows, |r| r.streamed))
+            .bind(column(rows, |r| r.success))
+            .bind(column(rows, |r| r.error_code.as_deref()))
+            .bind(column(rows, |r| r.created_at))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

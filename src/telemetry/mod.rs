@@ -3,6 +3,8 @@
 //! an OpenTelemetry collector over OTLP/HTTP. Credentials are never fields of any event we
 //! emit, and the HTTP layer marks Authorization, cookies and API-key headers sensitive.
 
+mod json;
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
@@ -61,9 +63,8 @@ pub fn init(config: &Config) -> Result<Telemetry, ConfigError> {
     // The request span's fields (request_id, trace_id, method, route) go on every line
     // logged inside it, detached generations included (they run in the request's span).
     let logs: Box<dyn Layer<Registry> + Send + Sync> = if json {
-        base.json()
-            .with_current_span(true)
-            .with_span_list(false)
+        base.fmt_fields(json::JsonFields)
+            .event_format(json::JsonLines)
             .with_filter(filter)
             .boxed()
     } else {
