@@ -9,6 +9,7 @@ pub mod limits;
 mod openapi;
 pub mod request_id;
 pub mod routes;
+pub mod sse;
 pub mod trace_context;
 
 use axum::Router;

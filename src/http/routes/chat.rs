@@ -1,13 +1,11 @@
 //! Chat: `GET /v1/specialists`, `POST /v1/chat/send` (JSON) and `POST /v1/chat/stream`
 //! (Server-Sent Events: `start`, `delta`…, then `done` or `error`, each with an `id:`).
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -20,6 +18,7 @@ use crate::domain::Principal;
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::http::extract::{ApiJson, JsonBytes};
 use crate::http::request_id::RequestId;
+use crate::http::sse;
 use crate::providers::Speaker;
 use crate::state::AppState;
 
@@ -299,20 +298,25 @@ pub async fn stream(
         "specialist_id": start.specialist_id,
         "model": start.model,
         "request_id": request_id,
-    })
-    .to_string();
-    // Each event's data is serialized straight to its text: a delta is the hot path of a
+    });
+    // Each event is serialized straight into its frame: a delta is the hot path of a
     // stream, one per token.
-    let events = futures_util::stream::once(async move { ("start", start) })
-        .chain(tokio_stream_from(rx).map(|event| {
+    let first = sse::frame(0, "start", &start);
+    let mut id = 0;
+    // Counted open while the response body (which owns this closure) lives.
+    let open = OpenStream::new();
+    let events = futures_util::stream::once(async move { first }).chain(tokio_stream_from(rx).map(
+        move |event| {
+            let _ = &open;
+            id += 1;
             match event {
-                ChatEvent::Delta(content) => (
-                    "delta",
-                    serde_json::to_string(&DeltaEvent { content: &content }).unwrap_or_default(),
-                ),
-                ChatEvent::Done(o) => (
+                ChatEvent::Delta(content) => {
+                    sse::frame(id, "delta", &DeltaEvent { content: &content })
+                }
+                ChatEvent::Done(o) => sse::frame(
+                    id,
                     "done",
-                    serde_json::to_string(&DoneEvent {
+                    &DoneEvent {
                         input_tokens: o.usage.input_tokens,
                         output_tokens: o.usage.output_tokens,
                         usage_estimated: o.usage.estimated,
@@ -321,31 +325,19 @@ pub async fn stream(
                         ttft_ms: o.ttft.map(ms),
                         provider_ms: ms(o.provider_latency),
                         finish_reason: o.finish_reason.clone(),
-                    })
-                    .unwrap_or_default(),
+                    },
                 ),
-                ChatEvent::Error { code, message } => (
+                ChatEvent::Error { code, message } => sse::frame(
+                    id,
                     "error",
-                    serde_json::json!({ "code": code, "message": message }).to_string(),
+                    &serde_json::json!({ "code": code, "message": message }),
                 ),
             }
-        }))
-        .enumerate()
-        .map({
-            // Counted open while the response body (which owns this closure) lives.
-            let open = OpenStream::new();
-            move |(id, (name, data))| {
-                let _ = &open;
-                Ok::<_, Infallible>(Event::default().id(id.to_string()).event(name).data(data))
-            }
-        });
+        },
+    ));
     let keepalive = Duration::from_secs(state.config.chat.keepalive_secs);
-    let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(keepalive))
-        .into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
+    let mut response = sse::response(events, keepalive);
+    response.headers_mut().insert(
         HeaderName::from_static("x-accel-buffering"),
         HeaderValue::from_static("no"),
     );
