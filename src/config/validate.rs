@@ -59,6 +59,10 @@ impl Config {
                 "max_message_chars, max_generation_secs, keepalive_secs, usage_queue and usage_batch_rows must be at least 1",
             ));
         }
+        // SQLite takes at most 32,766 bound values per statement: 18 per usage row.
+        if c.usage_batch_rows > 1000 {
+            return Err(ConfigError::new("chat.usage_batch_rows", "at most 1000"));
+        }
         if c.max_generation_secs > 86_400 {
             return Err(ConfigError::new(
                 "chat.max_generation_secs",

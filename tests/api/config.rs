@@ -33,6 +33,11 @@ fn production_refusals_name_the_setting() {
     // (overrides, the setting the error must name, why)
     let cases: &[Refusal] = &[
         (
+            &[("COLLOQUY_CHAT__USAGE_BATCH_ROWS", "1001")],
+            "chat.usage_batch_rows",
+            "more rows per INSERT than SQLite takes bound values",
+        ),
+        (
             &[("COLLOQUY_JWT_SECRET", "")],
             "COLLOQUY_JWT_SECRET",
             "unset secret falls back to the development one",
