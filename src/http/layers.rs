@@ -188,7 +188,8 @@ fn make_span(request: &Request, export_traces: bool) -> Span {
 }
 
 /// The access log line. Status and latency are fields of the event rather than recorded
-/// into the span: the JSON formatter re-renders a span's fields on every `record`.
+/// into the span: a span's fields are copied into every line logged inside it, and only
+/// this line needs them.
 fn on_response(status: StatusCode, latency: Duration, _span: &Span) {
     let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
     tracing::info!(status = status.as_u16(), latency_ms, "response");

@@ -8,6 +8,7 @@ use std::fmt::{self, Write};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
@@ -53,7 +54,10 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let meta = event.metadata();
+        // Lines from crates that log through `log` come in as events of target `log`, with
+        // the real target and place in `log.*` fields: their own metadata is used instead.
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         writer.write_str("{\"timestamp\":\"")?;
         timestamp(&mut writer)?;
         write!(writer, "\",\"level\":\"{}\",\"fields\":{{", meta.level())?;
@@ -111,7 +115,8 @@ impl<'a, 'w> Pairs<'a, 'w> {
     }
 
     fn pair(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'w>) -> fmt::Result) {
-        if self.result.is_ok() {
+        // A `log` record's target and place, already in the line's metadata.
+        if self.result.is_ok() && !field.name().starts_with("log.") {
             self.result = self.key(field).and_then(|()| value(self.writer));
         }
     }
@@ -275,14 +280,24 @@ mod tests {
                         move || writer.clone()
                     }),
             ),
-            || tracing::info!("outside"),
+            || {
+                tracing::info!("outside");
+                tracing_log::format_trace(
+                    &tracing_log::log::Record::builder()
+                        .args(format_args!("from log"))
+                        .level(tracing_log::log::Level::Warn)
+                        .target("some_crate::module")
+                        .build(),
+                )
+                .unwrap();
+            },
         );
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect();
-        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines.len(), 3, "{text}");
         let line = &lines[0];
         assert_eq!(line["level"], "WARN");
         assert_eq!(line["fields"]["message"], "upstream \"failed\"");
@@ -306,5 +321,11 @@ mod tests {
         );
         assert!(lines[1].get("span").is_none());
         assert_eq!(lines[1]["fields"]["message"], "outside");
+        assert_eq!(lines[2]["target"], "some_crate::module");
+        assert_eq!(lines[2]["level"], "WARN");
+        assert_eq!(
+            lines[2]["fields"],
+            serde_json::json!({"message": "from log"})
+        );
     }
 }
