@@ -52,10 +52,18 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let store = open_store(&config).await?;
     let state = AppState::new(config, store)?;
     let listener = bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
-    tracing::info!(address = %listener.local_addr()?, "listening");
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, "listening");
+    // The address a browser can open: a wildcard bind is reached on loopback.
+    let host = if local.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port())
+    } else {
+        local
+    };
+    tracing::info!("chat in your browser: http://{host}/");
     if !state.config.is_production() {
         tracing::info!(
-            "development mode: get a bearer token with `colloquy token --sub you --role user`"
+            "development mode: get a bearer token with `colloquy token --sub you --role user`, or press \"Use a development token\" on the page"
         );
     }
     if let Some(addr) = state.config.metrics_listen()? {

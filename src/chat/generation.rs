@@ -324,7 +324,7 @@ impl ChatService {
                 request_id: p.request_id.clone(),
                 user_hash: p.user_hash.clone(),
                 conversation_id: p.conversation_id,
-                specialist_id: Some(p.specialist.id.clone()),
+                specialist_id: (!p.direct).then(|| p.specialist.id.clone()),
                 provider: provider.to_owned(),
                 model: model.to_owned(),
                 input_tokens: usage.input_tokens as i64,

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::budgets::{BudgetError, Budgets, Hold};
 use crate::config::ChatConfig;
-use crate::domain::Principal;
+use crate::domain::{Principal, Role};
 use crate::files::{FileError, Files};
 use crate::providers::{CallFailure, ChatRequest, Registry, Speaker, Usage};
 use crate::store::usage_writer::UsageWriter;
@@ -41,6 +41,20 @@ pub struct ChatInput {
     pub file_ids: Vec<Uuid>,
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
+    /// The OpenAI-compatible route's extras; the native routes leave them empty.
+    pub compat: Compat,
+}
+
+/// What only the OpenAI-compatible route asks of a call.
+#[derive(Debug, Clone, Default)]
+pub struct Compat {
+    /// `specialist_id` may also name one of `chat.direct_models`.
+    pub allow_direct_model: bool,
+    /// The caller's system text: after the specialist's prompt (a direct model's only one).
+    pub system: Option<String>,
+    pub stop: Vec<String>,
+    /// The caller's own end-user id (OpenAI's `user`), mixed into the id the provider sees.
+    pub end_user: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +114,37 @@ pub enum ChatEvent {
     Error { code: &'static str, message: String },
 }
 
+/// A stream's events as a `Stream`, always ending with `Done` or `Error`: should the
+/// generation stop without either (a panic in it drops its sender), an `internal` error
+/// ends the stream, so no client takes a cut answer for a whole one.
+pub fn events(
+    mut rx: mpsc::UnboundedReceiver<ChatEvent>,
+) -> impl futures_util::Stream<Item = ChatEvent> + Send {
+    use std::task::Poll;
+    let mut ended = false;
+    futures_util::stream::poll_fn(move |cx| {
+        if ended {
+            return Poll::Ready(None);
+        }
+        let polled = rx.poll_recv(cx);
+        match &polled {
+            Poll::Ready(Some(ChatEvent::Done(_) | ChatEvent::Error { .. })) => {
+                ended = true;
+            }
+            Poll::Ready(None) => {
+                ended = true;
+                tracing::error!("a generation ended without its last event");
+                return Poll::Ready(Some(ChatEvent::Error {
+                    code: "internal",
+                    message: "The answer ended unexpectedly.".to_owned(),
+                }));
+            }
+            _ => {}
+        }
+        polled
+    })
+}
+
 /// Known before the first token: for the stream's `start` event.
 #[derive(Debug, Clone)]
 pub struct StreamStart {
@@ -112,6 +157,8 @@ pub struct StreamStart {
 /// Everything a generation needs, resolved before it starts.
 struct Prepared {
     specialist: Specialist,
+    /// The specialist stands in for a model named directly: usage names no specialist.
+    direct: bool,
     conversation_id: Option<Uuid>,
     assistant_message_id: Option<Uuid>,
     request: ChatRequest,
@@ -184,6 +231,33 @@ impl ChatService {
 
     pub fn specialists(&self) -> &Specialists {
         &self.specialists
+    }
+
+    /// The models a role may name directly (`chat.direct_models`), if it may chat at all.
+    pub fn direct_models(&self, role: Role) -> &[String] {
+        let roles = &self.config.direct_model_roles;
+        if role >= Role::User && (roles.is_empty() || roles.iter().any(|r| r == role.as_str())) {
+            &self.config.direct_models
+        } else {
+            &[]
+        }
+    }
+
+    /// What `name` calls for this role: a specialist, or (when allowed) a direct model as
+    /// a specialist of its own with no prompt; `true` for the latter.
+    pub fn resolve(
+        &self,
+        name: &str,
+        role: Role,
+        allow_direct: bool,
+    ) -> Option<(Specialist, bool)> {
+        if let Some(s) = self.specialists.get(name).filter(|s| s.allows(role)) {
+            return Some((s.clone(), false));
+        }
+        if !allow_direct || !self.direct_models(role).iter().any(|m| m == name) {
+            return None;
+        }
+        Some((Specialist::direct(name), true))
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -274,5 +348,43 @@ impl ChatService {
         // Settlements still being retried reach the ledger before the process goes.
         self.budgets.close(Duration::from_secs(5)).await;
         self.usage.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    #[tokio::test]
+    async fn a_stream_without_its_last_event_ends_with_an_error() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tx.send(ChatEvent::Delta("half".into())).unwrap();
+        drop(tx);
+        let got: Vec<ChatEvent> = events(rx).collect().await;
+        assert!(matches!(
+            &got[..],
+            [
+                ChatEvent::Delta(_),
+                ChatEvent::Error {
+                    code: "internal",
+                    ..
+                }
+            ]
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_finished_stream_ends_with_its_last_event() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tx.send(ChatEvent::Error {
+            code: "cut",
+            message: "x".into(),
+        })
+        .unwrap();
+        // A sender still held does not keep the stream open past its last event.
+        let got: Vec<ChatEvent> = events(rx).collect().await;
+        assert_eq!(got.len(), 1);
+        drop(tx);
     }
 }

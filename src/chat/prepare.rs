@@ -12,7 +12,7 @@ use crate::domain::{
     Conversation, MessageRole, MessageStatus, NewMessage, Principal, Role, new_id,
 };
 use crate::files::FileError;
-use crate::providers::{ChatMessage, ChatRequest, Part};
+use crate::providers::{ChatMessage, ChatRequest, Part, Speaker};
 
 /// Files one message may attach.
 pub const MAX_ATTACHMENTS: usize = 10;
@@ -62,28 +62,35 @@ impl ChatService {
                 problem: format!("between 1 and {MAX_TOKENS_LIMIT}"),
             });
         }
-        let specialist = self
-            .specialists
-            .get(&input.specialist_id)
-            .filter(|s| s.allows(principal.role))
-            .ok_or(ChatError::SpecialistNotFound)?
-            .clone();
+        let (specialist, direct) = self
+            .resolve(
+                &input.specialist_id,
+                principal.role,
+                input.compat.allow_direct_model,
+            )
+            .ok_or(ChatError::SpecialistNotFound)?;
 
-        // History: stored, sent along (stateless), or none (a new conversation).
+        // History: stored, sent along (stateless), or none (a new conversation). Both a
+        // conversation and sent history (the OpenAI-compatible route with a conversation
+        // named): the sent history is the prompt, and the exchange is appended.
         let mut untitled = None;
         let (conversation_id, mut messages) =
             match (input.conversation_id, &input.conversation_history) {
-                (Some(_), Some(_)) => {
-                    return Err(ChatError::Invalid {
-                        field: "conversation_history",
-                        problem: "cannot be combined with conversation_id".into(),
-                    });
+                (Some(id), Some(history)) => {
+                    let conversation = self.owned_conversation(principal, id).await?;
+                    self.check_sent_history(history)?;
+                    untitled = (conversation.title.is_none() && conversation.message_count == 0)
+                        .then(|| message.clone());
+                    (
+                        Some(conversation.id),
+                        history
+                            .iter()
+                            .map(|(s, c)| ChatMessage::text(*s, c.clone()))
+                            .collect(),
+                    )
                 }
                 (Some(id), None) => {
-                    let conversation = match self.store.get_conversation(id).await? {
-                        Some(c) if c.owner == principal.user_id => c,
-                        _ => return Err(ChatError::ConversationNotFound),
-                    };
+                    let conversation = self.owned_conversation(principal, id).await?;
                     // Newest pages first, only as far back as the budget reaches: a long
                     // conversation costs no more to continue than a short one.
                     let mut history = prompt::History::new(self.config.context_budget_tokens);
@@ -106,27 +113,7 @@ impl ChatService {
                     (Some(conversation.id), history.finish())
                 }
                 (None, Some(history)) => {
-                    if history.len() > self.config.max_history_messages {
-                        return Err(ChatError::Invalid {
-                            field: "conversation_history",
-                            problem: format!(
-                                "at most {} entries",
-                                self.config.max_history_messages
-                            ),
-                        });
-                    }
-                    if history
-                        .iter()
-                        .any(|(_, c)| c.chars().count() > self.config.max_message_chars)
-                    {
-                        return Err(ChatError::Invalid {
-                            field: "conversation_history",
-                            problem: format!(
-                                "entries of at most {} characters",
-                                self.config.max_message_chars
-                            ),
-                        });
-                    }
+                    self.check_sent_history(history)?;
                     (
                         None,
                         history
@@ -197,14 +184,32 @@ impl ChatService {
         }
 
         messages.push(prompt::user_turn(&message, &texts, images));
+        let compat = input.compat;
+        if let Some(system) = &compat.system
+            && system.chars().count() > self.config.max_message_chars
+        {
+            return Err(ChatError::Invalid {
+                field: "system",
+                problem: format!("at most {} characters", self.config.max_message_chars),
+            });
+        }
+        let system = match (specialist.system_prompt.as_str(), compat.system) {
+            ("", None) => None,
+            (ours, None) => Some(ours.to_owned()),
+            ("", Some(theirs)) => Some(theirs),
+            (ours, Some(theirs)) => Some(format!("{ours}\n\n{theirs}")),
+        };
         let mut request = ChatRequest {
             model: String::new(),
-            system: Some(specialist.system_prompt.clone()),
+            system,
             messages,
             temperature: input.temperature.or(specialist.temperature),
             max_tokens: input.max_tokens.or(specialist.max_tokens),
-            stop: Vec::new(),
-            user: Some(principal.user_hash.clone()),
+            stop: compat.stop,
+            user: Some(match &compat.end_user {
+                None => principal.user_hash.clone(),
+                Some(end_user) => end_user_hash(&principal.user_hash, end_user),
+            }),
         };
         // The budget is checked before anything is stored: a refused call leaves nothing
         // behind. A failure below drops the hold, which releases it.
@@ -243,6 +248,7 @@ impl ChatService {
             assistant_message_id: conversation_id.map(|_| new_id()),
             conversation_id,
             specialist,
+            direct,
             request,
             user_hash: principal.user_hash.clone(),
             user_id: principal.user_id.clone(),
@@ -252,6 +258,40 @@ impl ChatService {
             untitled,
             hold: std::sync::Mutex::new(hold),
         })
+    }
+
+    async fn owned_conversation(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+    ) -> Result<Conversation, ChatError> {
+        match self.store.get_conversation(id).await? {
+            Some(c) if c.owner == principal.user_id => Ok(c),
+            _ => Err(ChatError::ConversationNotFound),
+        }
+    }
+
+    /// History sent with the request: as many entries, and as long, as the config allows.
+    fn check_sent_history(&self, history: &[(Speaker, String)]) -> Result<(), ChatError> {
+        if history.len() > self.config.max_history_messages {
+            return Err(ChatError::Invalid {
+                field: "conversation_history",
+                problem: format!("at most {} entries", self.config.max_history_messages),
+            });
+        }
+        if history
+            .iter()
+            .any(|(_, c)| c.chars().count() > self.config.max_message_chars)
+        {
+            return Err(ChatError::Invalid {
+                field: "conversation_history",
+                problem: format!(
+                    "entries of at most {} characters",
+                    self.config.max_message_chars
+                ),
+            });
+        }
+        Ok(())
     }
 
     async fn new_conversation(
@@ -275,4 +315,16 @@ impl ChatService {
         self.store.create_conversation(&conversation).await?;
         Ok(conversation.id)
     }
+}
+
+/// The id a provider sees for one of a user's own end users: a hash of both, so it is stable
+/// per end user and says nothing about either.
+fn end_user_hash(user_hash: &str, end_user: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(user_hash.as_bytes())
+        .chain_update([0u8])
+        .chain_update(end_user.as_bytes())
+        .finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -42,6 +42,22 @@ pub struct Specialist {
 }
 
 impl Specialist {
+    /// A model named directly (`chat.direct_models`): no prompt, no defaults, no fallbacks.
+    pub fn direct(model: &str) -> Self {
+        Self {
+            id: model.to_owned(),
+            name: model.to_owned(),
+            description: String::new(),
+            system_prompt: String::new(),
+            model: model.to_owned(),
+            temperature: None,
+            max_tokens: None,
+            fallback_models: Vec::new(),
+            allowed_roles: Vec::new(),
+            accepts_images: false,
+        }
+    }
+
     /// The model and its fallbacks, in order.
     pub fn chain(&self) -> Vec<String> {
         std::iter::once(self.model.clone())

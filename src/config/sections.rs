@@ -88,6 +88,11 @@ pub struct ChatConfig {
     pub usage_flush_ms: u64,
     /// provider/model that names new conversations; empty: their first message does.
     pub title_model: String,
+    /// Models (provider/model) that `/v1/chat/completions` callers may name directly,
+    /// besides specialist ids: no system prompt of ours, the caller's own.
+    pub direct_models: Vec<String>,
+    /// Roles that may use `direct_models`; empty: every role that may chat.
+    pub direct_model_roles: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

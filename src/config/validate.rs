@@ -63,6 +63,25 @@ impl Config {
         if c.usage_batch_rows > 1000 {
             return Err(ConfigError::new("chat.usage_batch_rows", "at most 1000"));
         }
+        if let Some(bad) = c.direct_models.iter().find(|m| {
+            !m.split_once('/')
+                .is_some_and(|(p, m)| !p.is_empty() && !m.is_empty())
+        }) {
+            return Err(ConfigError::new(
+                "chat.direct_models",
+                format!("`{bad}` is not provider/model"),
+            ));
+        }
+        if let Some(bad) = c
+            .direct_model_roles
+            .iter()
+            .find(|r| crate::domain::Role::parse(r).is_none())
+        {
+            return Err(ConfigError::new(
+                "chat.direct_model_roles",
+                format!("`{bad}` is not a role"),
+            ));
+        }
         if c.max_generation_secs > 86_400 {
             return Err(ConfigError::new(
                 "chat.max_generation_secs",

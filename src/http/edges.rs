@@ -124,6 +124,9 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
+        // The OpenAI-compatible routes answer errors in OpenAI's shape; the path is known
+        // before the request is handed on.
+        let openai = crate::http::openai::errors::owns(request.uri().path());
         // A panic may come from `call` itself or from polling the future it returned.
         let called = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request)));
         Box::pin(async move {
@@ -134,7 +137,12 @@ where
                 },
                 Err(payload) => panicked(payload.as_ref()),
             };
-            Ok(envelope(response))
+            let response = envelope(response);
+            Ok(if openai {
+                crate::http::openai::errors::render(response)
+            } else {
+                response
+            })
         })
     }
 }
@@ -169,6 +177,8 @@ fn envelope(response: Response) -> Response {
     for (name, value) in &rendered.headers {
         parts.headers.insert(name.clone(), value.clone());
     }
-    parts.extensions.insert(EnvelopeRendered);
+    if let Some(error) = rendered.extensions.get::<EnvelopeRendered>() {
+        parts.extensions.insert(error.clone());
+    }
     Response::from_parts(parts, body)
 }

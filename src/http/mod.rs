@@ -6,11 +6,13 @@ mod edges;
 pub mod extract;
 pub mod layers;
 pub mod limits;
+pub mod openai;
 mod openapi;
 pub mod request_id;
 pub mod routes;
 pub mod sse;
 pub mod trace_context;
+mod web;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -31,7 +33,9 @@ use crate::state::AppState;
 
 pub use openapi::ApiDoc;
 
-/// Routes anyone may call: the explicit public allow-list. Everything else is protected.
+/// Routes anyone may call: the explicit public allow-list (and the chat page's own files
+/// and development token, `web::routes`, which are not API routes). Everything else is
+/// protected.
 pub const PUBLIC_PATHS: &[&str] = &["/health", "/ready", "/openapi.json", "/docs"];
 
 /// The CSP of the docs page: Swagger UI needs its own scripts and inline styles.
@@ -66,6 +70,7 @@ pub fn build_app(state: AppState) -> Router {
             }),
         )
         .merge(docs)
+        .merge(web::routes(&state))
         .fallback(not_found)
         // The body limit lives in the layer stack, where it also covers streamed bodies.
         .layer(DefaultBodyLimit::disable());
@@ -112,7 +117,11 @@ fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
             ))
             .routes(routes!(routes::api_keys::create, routes::api_keys::list))
             .routes(routes!(routes::api_keys::revoke))
-            .routes(routes!(routes::chat::specialists)),
+            .routes(routes!(routes::chat::specialists))
+            .routes(routes!(openai::models))
+            // A directly named model's id holds a `/`: a catch-all, documented in `ApiDoc`
+            // under `{model}` (the route list would publish the `*`).
+            .route("/v1/models/{*model}", get(openai::model)),
         state,
     );
     // JSON routes: the small body limit and the request deadline.
@@ -154,6 +163,17 @@ fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
         generation,
     ))
     .layer(RequestBodyLimitLayer::new(config.server.body_limit_bytes));
+    // The OpenAI-compatible completions: one route for both kinds of answer. The deadline
+    // bounds the wait for the response head only, so a stream's body is not cut by it.
+    let openai_chat = protect(
+        OpenApiRouter::new().routes(routes!(openai::completions)),
+        state,
+    )
+    .layer(TimeoutLayer::with_status_code(
+        layers::TIMEOUT_STATUS,
+        generation,
+    ))
+    .layer(RequestBodyLimitLayer::new(config.server.body_limit_bytes));
     let chat_stream = protect(
         OpenApiRouter::new().routes(routes!(routes::chat::stream)),
         state,
@@ -164,6 +184,7 @@ fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(files)
         .merge(chat_send)
         .merge(chat_stream)
+        .merge(openai_chat)
 }
 
 /// Closed by default: auth, then the caller's rate-limit bucket (route layers run

@@ -18,6 +18,7 @@ use crate::error::{ERROR_CODES, ErrorBody, ErrorEnvelope};
 #[openapi(
     info(title = "Colloquy", description = "Self-hosted chat API server for LLM specialists."),
     components(schemas(ErrorEnvelope, ErrorBody)),
+    paths(crate::http::openai::model),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "conversations", description = "Conversations and their messages"),
@@ -27,6 +28,7 @@ use crate::error::{ERROR_CODES, ErrorBody, ErrorEnvelope};
         (name = "usage", description = "What your calls used and cost"),
         (name = "budgets", description = "Monthly spend caps"),
         (name = "admin", description = "Managing other users: usage, budgets, erasure"),
+        (name = "openai", description = "OpenAI-compatible: Chat Completions and models, for OpenAI's SDKs; errors in OpenAI's shape `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`"),
     )
 )]
 pub struct ApiDoc;
@@ -72,6 +74,20 @@ pub fn finish(openapi: &mut OpenApiDoc, public_paths: &[&str]) {
                 .build(),
         ),
     );
+    components.responses.insert(
+        "OpenAiError".to_owned(),
+        RefOr::T(
+            ResponseBuilder::new()
+                .description("Any error, in OpenAI's shape")
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("OpenAiErrorEnvelope")))
+                        .build(),
+                )
+                .build(),
+        ),
+    );
     // Limited routes: the bucket's headers on answers, and 429 with Retry-After.
     for (name, description) in RATE_LIMIT_HEADERS {
         let mut header = Header::new(ObjectBuilder::new().schema_type(Type::Integer));
@@ -102,6 +118,7 @@ pub fn finish(openapi: &mut OpenApiDoc, public_paths: &[&str]) {
     ]);
     for (path, item) in openapi.paths.paths.iter_mut() {
         let public = public_paths.contains(&path.as_str());
+        let openai = crate::http::openai::errors::owns(path);
         for op in [
             &mut item.get,
             &mut item.post,
@@ -112,7 +129,7 @@ pub fn finish(openapi: &mut OpenApiDoc, public_paths: &[&str]) {
         .into_iter()
         .flatten()
         {
-            add_default_error(op);
+            add_default_error(op, openai);
             // ...except the public allow-list, marked with an empty requirement list.
             if public {
                 op.security = Some(Vec::new());
@@ -123,10 +140,13 @@ pub fn finish(openapi: &mut OpenApiDoc, public_paths: &[&str]) {
                     response.headers.extend(header_refs(false));
                 }
             }
-            op.responses
-                .responses
-                .entry("429".to_owned())
-                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("RateLimited")));
+            // The OpenAI-compatible operations list their own 429 (two kinds, another shape).
+            if !openai {
+                op.responses
+                    .responses
+                    .entry("429".to_owned())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name("RateLimited")));
+            }
         }
     }
 }
@@ -163,9 +183,10 @@ fn header_refs(with_retry_after: bool) -> BTreeMap<String, RefOr<Header>> {
         .collect()
 }
 
-fn add_default_error(op: &mut Operation) {
+fn add_default_error(op: &mut Operation, openai: bool) {
+    let name = if openai { "OpenAiError" } else { "Error" };
     op.responses
         .responses
         .entry("default".to_owned())
-        .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Error")));
+        .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
 }

@@ -33,8 +33,38 @@ pub fn frame(id: usize, name: &str, data: &impl Serialize) -> Bytes {
     Bytes::from(buf)
 }
 
-/// The `text/event-stream` response for a stream of frames, with a comment sent after every
-/// `keepalive` without an event, so proxies do not close an idle stream.
+/// A data-only event: `data:` the compact JSON of `data`, as OpenAI's streams send them.
+pub fn data(data: &impl Serialize) -> Bytes {
+    let mut buf = Vec::with_capacity(128);
+    buf.extend_from_slice(b"data: ");
+    if serde_json::to_writer(&mut buf, data).is_err() {
+        buf.extend_from_slice(b"{}");
+    }
+    buf.extend_from_slice(b"\n\n");
+    Bytes::from(buf)
+}
+
+/// One open SSE stream in the `colloquy_sse_streams_open` gauge, for as long as it lives
+/// (a stream's body owns it).
+pub struct OpenStream;
+
+impl OpenStream {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        metrics::gauge!(crate::prometheus::SSE_STREAMS).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::prometheus::SSE_STREAMS).decrement(1.0);
+    }
+}
+
+/// The `text/event-stream` response for a stream of frames, unbuffered by proxies, with a
+/// comment sent after every `keepalive` without an event, so proxies do not close an idle
+/// stream.
 pub fn response<S>(frames: S, keepalive: Duration) -> Response
 where
     S: Stream<Item = Bytes> + Send + 'static,
@@ -52,6 +82,11 @@ where
         HeaderValue::from_static("text/event-stream"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx (and proxies that follow it) not to buffer the stream.
+    headers.insert(
+        axum::http::HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
     response
 }
 

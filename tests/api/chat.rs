@@ -13,7 +13,12 @@ use crate::fakes::{self, Reply, Upstream};
 use crate::helpers::{Backend, TestApp, assert_envelope, count, eventually_count};
 use crate::on_both_backends;
 
-async fn with_openai(backend: Backend, up: &Upstream, extra: &[(&str, &str)]) -> Option<TestApp> {
+/// An app whose default model is a fake OpenAI upstream's (no retries, fast usage writes).
+pub async fn with_openai(
+    backend: Backend,
+    up: &Upstream,
+    extra: &[(&str, &str)],
+) -> Option<TestApp> {
     let mut env = vec![
         ("OPENAI_BASE_URL", up.url.as_str()),
         ("OPENAI_API_KEY", "sk-test"),

@@ -183,6 +183,8 @@ pub fn test_config(db_url: &str, overrides: &[(&str, &str)]) -> Config {
         ("COLLOQUY_RATE_LIMIT__READ__CAPACITY", "1000"),
         ("COLLOQUY_RATE_LIMIT__UPLOAD__CAPACITY", "1000"),
         ("COLLOQUY_RATE_LIMIT__CHAT__CAPACITY", "1000"),
+        // The mock at a fast pace (the shipped 40 ms a token is for people watching).
+        ("COLLOQUY_PROVIDERS__MOCK_TOKEN_INTERVAL_MS", "5"),
     ];
     // Later entries win: a test's overrides replace the defaults above.
     env.retain(|(k, _)| !overrides.iter().any(|(o, _)| o == k));

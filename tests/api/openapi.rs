@@ -102,12 +102,27 @@ async fn openapi_is_valid_matches_snapshot_and_router() {
                     );
                 }
             }
-            if path.starts_with("/v1/") {
-                // Limited routes document the bucket's headers and the 429.
+            let openai = path == "/v1/chat/completions" || path.starts_with("/v1/models");
+            if openai {
+                // The OpenAI-compatible routes: every error in OpenAI's shape.
                 assert_eq!(
-                    op["responses"]["429"]["$ref"], "#/components/responses/RateLimited",
+                    op["responses"]["default"]["$ref"], "#/components/responses/OpenAiError",
                     "{method} {path}"
                 );
+                assert_eq!(
+                    op["responses"]["429"]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/OpenAiErrorEnvelope",
+                    "{method} {path}"
+                );
+            }
+            if path.starts_with("/v1/") {
+                // Limited routes document the bucket's headers and the 429.
+                if !openai {
+                    assert_eq!(
+                        op["responses"]["429"]["$ref"], "#/components/responses/RateLimited",
+                        "{method} {path}"
+                    );
+                }
                 let ok = op["responses"]
                     .as_object()
                     .unwrap()
@@ -121,7 +136,9 @@ async fn openapi_is_valid_matches_snapshot_and_router() {
                 );
             }
             // The router serves it: not the fallback's 404, not a 405.
-            let concrete = path.replace("{id}", &uuid::Uuid::now_v7().to_string());
+            let concrete = path
+                .replace("{id}", &uuid::Uuid::now_v7().to_string())
+                .replace("{model}", "openai/gpt-4o-mini");
             let response = app
                 .client
                 .request(method.to_uppercase().parse().unwrap(), app.url(&concrete))
@@ -168,6 +185,9 @@ async fn openapi_is_valid_matches_snapshot_and_router() {
         "GET /v1/specialists",
         "POST /v1/chat/send",
         "POST /v1/chat/stream",
+        "POST /v1/chat/completions",
+        "GET /v1/models",
+        "GET /v1/models/{model}",
     ]
     .into_iter()
     .map(str::to_owned)

@@ -7,13 +7,13 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::chat::idempotency::{self, Outcome};
-use crate::chat::{ChatEvent, ChatInput, ChatOutcome, Specialist};
+use crate::chat::{ChatEvent, ChatInput, ChatOutcome, Compat, Specialist};
 use crate::domain::Principal;
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::http::extract::{ApiJson, JsonBytes};
@@ -108,8 +108,14 @@ fn usd(nano: i64) -> f64 {
     nano as f64 / 1e9
 }
 
-fn input(body: ChatBody) -> ChatInput {
-    ChatInput {
+fn input(body: ChatBody) -> Result<ChatInput, ApiError> {
+    if body.conversation_id.is_some() && body.conversation_history.is_some() {
+        return Err(ApiError::invalid_field(
+            "conversation_history",
+            "Invalid field `conversation_history`: cannot be combined with conversation_id",
+        ));
+    }
+    Ok(ChatInput {
         specialist_id: body.specialist_id,
         message: body.message,
         conversation_id: body.conversation_id,
@@ -127,7 +133,8 @@ fn input(body: ChatBody) -> ChatInput {
         file_ids: body.file_ids,
         temperature: body.temperature,
         max_tokens: body.max_tokens,
-    }
+        compat: Compat::default(),
+    })
 }
 
 /// The specialists you may chat with.
@@ -171,7 +178,7 @@ pub async fn send(
     headers: axum::http::HeaderMap,
     JsonBytes(raw): JsonBytes,
 ) -> Result<Response, ApiError> {
-    let body: ChatBody = crate::http::extract::parse(&raw)?;
+    let input = input(crate::http::extract::parse::<ChatBody>(&raw)?)?;
     let key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().unwrap_or_default().to_owned());
@@ -221,7 +228,7 @@ pub async fn send(
     }
     let result = state
         .chat
-        .send(&principal, input(body), request_id.0.to_string())
+        .send(&principal, input, request_id.0.to_string())
         .await;
     let outcome: ChatOutcome = match result {
         Ok(o) => o,
@@ -290,7 +297,7 @@ pub async fn stream(
     let request_id = request_id.0.to_string();
     let (start, rx) = state
         .chat
-        .stream(&principal, input(body), request_id.clone())
+        .stream(&principal, input(body)?, request_id.clone())
         .await?;
     let start = serde_json::json!({
         "conversation_id": start.conversation_id,
@@ -304,9 +311,9 @@ pub async fn stream(
     let first = sse::frame(0, "start", &start);
     let mut id = 0;
     // Counted open while the response body (which owns this closure) lives.
-    let open = OpenStream::new();
-    let events = futures_util::stream::once(async move { first }).chain(tokio_stream_from(rx).map(
-        move |event| {
+    let open = sse::OpenStream::new();
+    let events = futures_util::stream::once(async move { first }).chain(
+        crate::chat::events(rx).map(move |event| {
             let _ = &open;
             id += 1;
             match event {
@@ -333,35 +340,8 @@ pub async fn stream(
                     &serde_json::json!({ "code": code, "message": message }),
                 ),
             }
-        },
-    ));
-    let keepalive = Duration::from_secs(state.config.chat.keepalive_secs);
-    let mut response = sse::response(events, keepalive);
-    response.headers_mut().insert(
-        HeaderName::from_static("x-accel-buffering"),
-        HeaderValue::from_static("no"),
+        }),
     );
-    Ok(response)
-}
-
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
-) -> impl Stream<Item = T> + Send {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-/// One open SSE stream in the `colloquy_sse_streams_open` gauge, for as long as it lives.
-struct OpenStream;
-
-impl OpenStream {
-    fn new() -> Self {
-        metrics::gauge!(crate::prometheus::SSE_STREAMS).increment(1.0);
-        Self
-    }
-}
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        metrics::gauge!(crate::prometheus::SSE_STREAMS).decrement(1.0);
-    }
+    let keepalive = Duration::from_secs(state.config.chat.keepalive_secs);
+    Ok(sse::response(events, keepalive))
 }
