@@ -5,9 +5,9 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::live::Sink;
 use super::{ChatError, ChatEvent, ChatOutcome, ChatService, Prepared, titles};
 use crate::domain::ids::now_utc;
 use crate::domain::{MessageRole, MessageStatus, NewMessage, UsageRecord, new_id};
@@ -46,7 +46,7 @@ impl ChatService {
     }
 
     /// The streamed generation: forwards text as it comes, whatever happens to the client.
-    pub(super) async fn generate(&self, p: Prepared, tx: mpsc::UnboundedSender<ChatEvent>) {
+    pub(super) async fn generate(&self, p: Prepared, mut sink: Sink) {
         let chain = p.specialist.chain();
         let deadline = self.deadline(&p);
         let opened = tokio::select! {
@@ -58,7 +58,7 @@ impl ChatService {
             Ok(s) => s,
             Err(Some(failure)) => {
                 let _ = self.fail(&p, &failure).await;
-                let _ = tx.send(error_event(&failure.error));
+                sink.end(error_event(&failure.error));
                 return;
             }
             Err(None) => {
@@ -66,7 +66,7 @@ impl ChatService {
                 let _ = self
                     .finish(&p, &partial, MessageStatus::Cut, Some("cut"))
                     .await;
-                let _ = tx.send(ChatEvent::Error {
+                sink.end(ChatEvent::Error {
                     code: "cut",
                     message: "The answer was cut.".into(),
                 });
@@ -92,15 +92,31 @@ impl ChatService {
                 Next::Event(None) => {
                     let content = std::mem::take(&mut content);
                     let (code, message) = ("upstream_error", "The answer ended early.");
-                    self.end_early(&p, answering(&stream), content, ttft, code, message, &tx)
-                        .await;
+                    self.end_early(
+                        &p,
+                        answering(&stream),
+                        content,
+                        ttft,
+                        code,
+                        message,
+                        &mut sink,
+                    )
+                    .await;
                     return;
                 }
                 Next::Cut => {
                     let content = std::mem::take(&mut content);
                     let (code, message) = ("cut", "The answer was cut.");
-                    self.end_early(&p, answering(&stream), content, ttft, code, message, &tx)
-                        .await;
+                    self.end_early(
+                        &p,
+                        answering(&stream),
+                        content,
+                        ttft,
+                        code,
+                        message,
+                        &mut sink,
+                    )
+                    .await;
                     return;
                 }
             };
@@ -108,17 +124,16 @@ impl ChatService {
                 StreamEvent::Delta(text) => {
                     ttft.get_or_insert_with(|| p.started.elapsed());
                     content.push_str(&text);
-                    // A client that left is not an error: the generation goes on.
-                    let _ = tx.send(ChatEvent::Delta(text));
+                    sink.delta(text);
                 }
                 StreamEvent::Done(c) => {
                     match self.finish(&p, &c, MessageStatus::Complete, None).await {
                         Ok(outcome) => {
-                            let _ = tx.send(ChatEvent::Done(Box::new(outcome)));
+                            sink.end(ChatEvent::Done(Box::new(outcome)));
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "could not store a finished answer");
-                            let _ = tx.send(ChatEvent::Error {
+                            sink.end(ChatEvent::Error {
                                 code: "internal",
                                 message: "The answer could not be stored.".into(),
                             });
@@ -130,7 +145,7 @@ impl ChatService {
                     let _ = self
                         .finish(&p, &partial, MessageStatus::Cut, Some(error.code()))
                         .await;
-                    let _ = tx.send(error_event(&error));
+                    sink.end(error_event(&error));
                     return;
                 }
             }
@@ -148,13 +163,13 @@ impl ChatService {
         ttft: Option<Duration>,
         code: &'static str,
         message: &str,
-        tx: &mpsc::UnboundedSender<ChatEvent>,
+        sink: &mut Sink,
     ) {
         let partial = self.cut_completion(p, Some(answering), content, ttft);
         let _ = self
             .finish(p, &partial, MessageStatus::Cut, Some(code))
             .await;
-        let _ = tx.send(ChatEvent::Error {
+        sink.end(ChatEvent::Error {
             code,
             message: message.to_owned(),
         });

@@ -5,6 +5,7 @@
 
 mod generation;
 pub mod idempotency;
+pub mod live;
 mod prepare;
 pub mod prompt;
 pub mod specialists;
@@ -86,6 +87,8 @@ pub enum ChatError {
     Internal,
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("no such stream on this instance")]
+    StreamNotFound,
 }
 
 /// What the caller learns when a call ends.
@@ -188,6 +191,8 @@ pub struct ChatService {
     cut: CancellationToken,
     /// Set when shutdown begins: no new generation starts after it.
     closing: std::sync::atomic::AtomicBool,
+    /// Streams a client can pick up again after losing its connection.
+    live: Arc<live::LiveStreams>,
 }
 
 impl ChatService {
@@ -226,6 +231,7 @@ impl ChatService {
             generations: TaskTracker::new(),
             cut,
             closing: std::sync::atomic::AtomicBool::new(false),
+            live: Arc::default(),
         }
     }
 
@@ -312,10 +318,39 @@ impl ChatService {
             model: prepared.specialist.model.clone(),
         };
         let (tx, rx) = mpsc::unbounded_channel();
+        // A stored conversation's answer can be picked up again; a stateless one has no id
+        // to ask for it by.
+        let live = prepared.assistant_message_id.map(|id| {
+            let live = self.live.open(id, &prepared.user_id);
+            (id, live, self.live.clone())
+        });
+        let sink = live::Sink::new(tx, live);
         let this = self.clone();
         self.generations
-            .spawn(async move { this.generate(prepared, tx).await }.in_current_span());
+            .spawn(async move { this.generate(prepared, sink).await }.in_current_span());
         Ok((start, rx))
+    }
+
+    /// A stream of the caller's, from byte `from` of its answer: what this instance has
+    /// (running, or ended within [`live::LINGER`]), else `StreamNotFound`.
+    pub fn follow(
+        &self,
+        principal: &Principal,
+        message_id: Uuid,
+        from: usize,
+    ) -> Result<impl futures_util::Stream<Item = (usize, ChatEvent)> + Send + use<>, ChatError>
+    {
+        let live = self
+            .live
+            .find(message_id, &principal.user_id)
+            .ok_or(ChatError::StreamNotFound)?;
+        live.follow(from)
+            .map_err(|live::BadOffset| ChatError::Invalid {
+                field: "Last-Event-ID",
+                problem:
+                    "not a position in this answer (send the id of the last event you received)"
+                        .to_owned(),
+            })
     }
 
     /// Waits for running generations, cutting them at the deadline; then writes every

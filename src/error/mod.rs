@@ -45,6 +45,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "No such route or resource (or it belongs to someone else).",
     ),
     (
+        "stream_not_found",
+        404,
+        "The stream is not running on this instance (ended over a minute ago, or elsewhere); read the stored message instead.",
+    ),
+    (
         "method_not_allowed",
         405,
         "The route exists but not with this method; see the Allow header.",

@@ -147,6 +147,12 @@ impl From<crate::chat::ChatError> for ApiError {
                 "unavailable",
                 "The server is shutting down; try again shortly.",
             ),
+            crate::chat::ChatError::StreamNotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                "stream_not_found",
+                "This answer's stream is not running on this server (it ended a while ago, or \
+                 runs on another instance); its stored message is in the conversation.",
+            ),
         }
     }
 }

@@ -175,7 +175,9 @@ fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
     ))
     .layer(RequestBodyLimitLayer::new(config.server.body_limit_bytes));
     let chat_stream = protect(
-        OpenApiRouter::new().routes(routes!(routes::chat::stream)),
+        OpenApiRouter::new()
+            .routes(routes!(routes::chat::stream))
+            .routes(routes!(routes::chat::resume)),
         state,
     )
     .layer(RequestBodyLimitLayer::new(config.server.body_limit_bytes));

@@ -31,7 +31,7 @@ pub async fn with_openai(
 }
 
 /// Reads an SSE response into (id, event, data) triples.
-async fn read_events(response: reqwest::Response) -> Vec<(String, String, Value)> {
+pub async fn read_events(response: reqwest::Response) -> Vec<(String, String, Value)> {
     let mut out = Vec::new();
     let mut stream = response.bytes_stream().eventsource();
     while let Some(event) = stream.next().await {
@@ -45,7 +45,7 @@ async fn read_events(response: reqwest::Response) -> Vec<(String, String, Value)
     out
 }
 
-fn stream_request(app: &TestApp, token: &str, body: Value) -> reqwest::RequestBuilder {
+pub fn stream_request(app: &TestApp, token: &str, body: Value) -> reqwest::RequestBuilder {
     app.post("/v1/chat/stream").bearer_auth(token).json(&body)
 }
 
@@ -223,11 +223,22 @@ async fn send_and_stream_through_the_mock(backend: Backend) {
         names[1..names.len() - 1].iter().all(|n| *n == "delta") && names.len() > 3,
         "{names:?}"
     );
+    // Ids are byte offsets into the answer: how much of it the client has at each event.
     let ids: Vec<usize> = events
         .iter()
         .map(|(id, _, _)| id.parse().unwrap())
         .collect();
-    assert_eq!(ids, (0..events.len()).collect::<Vec<_>>());
+    let offsets: Vec<usize> = events
+        .iter()
+        .scan(0, |offset, (_, name, data)| {
+            if name == "delta" {
+                *offset += data["content"].as_str().unwrap().len();
+            }
+            Some(*offset)
+        })
+        .collect();
+    assert_eq!(ids, offsets);
+    assert_eq!(ids.last(), Some(&"[mock] You said: And 3+3?".len()));
     assert_eq!(events[0].2["conversation_id"], conversation.to_string());
     let text: String = events
         .iter()

@@ -92,6 +92,8 @@ async fn cors_preflight(backend: Backend) {
         headers.contains("authorization") && headers.contains("content-type"),
         "{headers}"
     );
+    // A browser picking a stream up again sends Last-Event-ID.
+    assert!(headers.contains("last-event-id"), "{headers}");
 
     let refused = preflight("https://evil.example").send().await.unwrap();
     assert!(

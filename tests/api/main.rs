@@ -22,6 +22,7 @@ mod openapi;
 mod process;
 mod providers;
 mod ratelimit;
+mod resume;
 mod retention;
 mod search;
 mod store;

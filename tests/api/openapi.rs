@@ -185,6 +185,7 @@ async fn openapi_is_valid_matches_snapshot_and_router() {
         "GET /v1/specialists",
         "POST /v1/chat/send",
         "POST /v1/chat/stream",
+        "GET /v1/chat/stream/{message_id}",
         "POST /v1/chat/completions",
         "GET /v1/models",
         "GET /v1/models/{model}",

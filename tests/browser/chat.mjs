@@ -116,8 +116,36 @@ test("an attached file reaches the answer", async () => {
   assert.equal(await page.locator("#attachments li").count(), 0, "sent files are cleared");
 });
 
+test("a lost connection is picked up where it left off", async () => {
+  // The stream's connection ends after its first delta (the real response, cut short):
+  // the page asks for the rest from the last event's id and shows the whole answer.
+  const resumed = [];
+  page.on("request", (r) => {
+    if (/\/v1\/chat\/stream\/[0-9a-f-]+$/.test(r.url())) resumed.push(r.headers()["last-event-id"]);
+  });
+  let firstId;
+  await page.route("**/v1/chat/stream", async (route) => {
+    const response = await route.fetch();
+    const blocks = (await response.text()).split("\n\n");
+    firstId = /^id: (\d+)$/m.exec(blocks[1])[1];
+    await route.fulfill({ response, body: blocks.slice(0, 2).join("\n\n") + "\n\n" });
+  });
+  const box = page.getByRole("textbox", { name: "Message" });
+  await box.fill("Do not lose me");
+  await box.press("Enter");
+  await page.locator(".msg.assistant", { hasText: "Do not lose me" }).locator(".meta").waitFor();
+  await page.unroute("**/v1/chat/stream");
+  assert.equal(
+    await page.locator(".msg.assistant .text").last().textContent(),
+    "[mock] You said: Do not lose me",
+  );
+  assert.ok(Number(firstId) > 0, `the cut came after some text (${firstId})`);
+  assert.deepEqual(resumed, [firstId], "picked up once, from the last event received");
+  assert.equal(await page.locator(".msg.failed").count(), 0);
+});
+
 test("an error is shown, not swallowed", async () => {
-  // run.sh gives users a chat bucket of 3: one more call spends it, the next is refused.
+  // run.sh gives users a chat bucket of 4: one more call spends it, the next is refused.
   const box = page.getByRole("textbox", { name: "Message" });
   for (const text of ["third"]) {
     await box.fill(text);

@@ -31,8 +31,8 @@ mkdir -p "$ARTIFACTS"
 
 # A token every 40 ms, so the growing answer spans many frames.
 export COLLOQUY_PROVIDERS__MOCK_TOKEN_INTERVAL_MS=40
-# A chat bucket of 3 with no refill to speak of: the error test spends it.
-export COLLOQUY_RATE_LIMIT__CHAT__CAPACITY=3
+# A chat bucket of 4 with no refill to speak of: the error test spends it.
+export COLLOQUY_RATE_LIMIT__CHAT__CAPACITY=4
 export COLLOQUY_RATE_LIMIT__CHAT__PER_MINUTE=1
 # Admins may chat more: the paging test's conversation is seeded by one.
 export COLLOQUY_RATE_LIMIT__ROLES__ADMIN__CHAT__CAPACITY=100

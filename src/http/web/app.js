@@ -337,7 +337,7 @@ function renderAttachments() {
 
 // --- Sending and streaming --------------------------------------------------------------
 
-/** Server-Sent Events from a fetch body: yields {event, data} as each event completes. */
+/** Server-Sent Events from a fetch body: yields {event, data, id} as each event completes. */
 async function* events(body) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -350,6 +350,7 @@ async function* events(body) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
       let event = "message";
+      let id;
       const data = [];
       for (const line of block.split("\n")) {
         if (line.startsWith(":")) continue; // a keep-alive comment
@@ -357,9 +358,10 @@ async function* events(body) {
         const field = colon < 0 ? line : line.slice(0, colon);
         const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
         if (field === "event") event = val;
+        else if (field === "id") id = val;
         else if (field === "data") data.push(val);
       }
-      if (data.length) yield { event, data: JSON.parse(data.join("\n")) };
+      if (data.length) yield { event, data: JSON.parse(data.join("\n")), id };
     }
   }
 }
@@ -379,6 +381,30 @@ function failBubble(bubble, message) {
   bubble.append(note);
 }
 
+/** After a connection lost mid-answer, asks for the rest (a few tries, further apart each
+ *  time). When the server no longer has the stream, the stored answer is shown instead. */
+async function pickUp(ended, messageId, lastId, take) {
+  for (let attempt = 0; !ended() && messageId && attempt < 4; attempt++) {
+    setStatus("Connection lost: picking the answer up again…");
+    await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
+    try {
+      const rest = await api(`/v1/chat/stream/${messageId}`, {
+        headers: { Accept: "text/event-stream", "Last-Event-ID": lastId() },
+      });
+      for await (const event of events(rest.body)) take(event);
+    } catch (error) {
+      if (error instanceof ApiError && error.code === "stream_not_found") {
+        // Ended a while ago, or on another server: the conversation has the stored answer.
+        await openConversation(state.conversationId);
+        return;
+      }
+      if (error instanceof ApiError) throw error;
+      // The network again: try once more.
+    }
+  }
+  if (!ended()) throw new Error("the connection was lost; reopen the conversation for the answer");
+}
+
 async function send(message) {
   const box = $("messages");
   const wasNew = !state.conversationId;
@@ -395,6 +421,35 @@ async function send(message) {
   };
   if (state.conversationId) body.conversation_id = state.conversationId;
   setStatus("Thinking…");
+  // Where the answer is: its message id (from `start`) and the last event's id, which is how
+  // much of it has arrived; a lost connection is picked up from there.
+  let messageId = null;
+  let lastId = "0";
+  let ended = false;
+  const take = ({ event, data, id }) => {
+    if (id !== undefined) lastId = id;
+    if (event === "start") {
+      state.conversationId = data.conversation_id;
+      messageId = data.message_id;
+      $("specialist").disabled = true;
+      setStatus(`Answering with ${data.model}…`);
+    } else if (event === "delta") {
+      text.textContent += data.content;
+      box.scrollTop = box.scrollHeight;
+    } else if (event === "done") {
+      ended = true;
+      const note = document.createElement("span");
+      note.className = "meta";
+      note.textContent = meta(data);
+      bubble.append(note);
+      setStatus("");
+      announce(`Answer: ${text.textContent}`);
+    } else if (event === "error") {
+      ended = true;
+      failBubble(bubble, `${data.message} (${data.code})`);
+      setStatus("The answer stopped early.");
+    }
+  };
   try {
     const response = await api("/v1/chat/stream", {
       method: "POST",
@@ -403,26 +458,12 @@ async function send(message) {
     });
     state.attached = [];
     renderAttachments();
-    for await (const { event, data } of events(response.body)) {
-      if (event === "start") {
-        state.conversationId = data.conversation_id;
-        $("specialist").disabled = true;
-        setStatus(`Answering with ${data.model}…`);
-      } else if (event === "delta") {
-        text.textContent += data.content;
-        box.scrollTop = box.scrollHeight;
-      } else if (event === "done") {
-        const note = document.createElement("span");
-        note.className = "meta";
-        note.textContent = meta(data);
-        bubble.append(note);
-        setStatus("");
-        announce(`Answer: ${text.textContent}`);
-      } else if (event === "error") {
-        failBubble(bubble, `${data.message} (${data.code})`);
-        setStatus("The answer stopped early.");
-      }
+    try {
+      for await (const event of events(response.body)) take(event);
+    } catch (error) {
+      if (!messageId) throw error; // nothing to pick up
     }
+    await pickUp(() => ended, messageId, () => lastId, take);
   } catch (error) {
     const sentence = describe(error);
     failBubble(bubble, sentence);
