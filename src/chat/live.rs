@@ -237,7 +237,15 @@ impl Sink {
     pub(super) fn end(&mut self, event: ChatEvent) {
         self.ended = true;
         if let Some((id, live, streams)) = &self.live {
-            live.end(event.clone());
+            // The registry has the text already: the outcome's copy of it is not kept.
+            let kept = match &event {
+                ChatEvent::Done(outcome) => ChatEvent::Done(Box::new(super::ChatOutcome {
+                    content: String::new(),
+                    ..(**outcome).clone()
+                })),
+                other => other.clone(),
+            };
+            live.end(kept);
             streams.ended(*id);
         }
         let _ = self.tx.send(event);
