@@ -85,38 +85,20 @@ impl ChatService {
                 () = tokio::time::sleep_until(deadline) => Next::Cut,
                 () = self.cut.cancelled() => Next::Cut,
             };
-            let event = match next {
-                Next::Event(Some(event)) => *event,
+            let ended_early = match next {
+                Next::Event(Some(event)) => Ok(*event),
                 // The registry always ends with Done or Failed; were a stream to end
                 // without either, what it produced is still stored and accounted.
-                Next::Event(None) => {
+                Next::Event(None) => Err(("upstream_error", "The answer ended early.")),
+                Next::Cut => Err(("cut", "The answer was cut.")),
+            };
+            let event = match ended_early {
+                Ok(event) => event,
+                Err((code, message)) => {
                     let content = std::mem::take(&mut content);
-                    let (code, message) = ("upstream_error", "The answer ended early.");
-                    self.end_early(
-                        &p,
-                        answering(&stream),
-                        content,
-                        ttft,
-                        code,
-                        message,
-                        &mut sink,
-                    )
-                    .await;
-                    return;
-                }
-                Next::Cut => {
-                    let content = std::mem::take(&mut content);
-                    let (code, message) = ("cut", "The answer was cut.");
-                    self.end_early(
-                        &p,
-                        answering(&stream),
-                        content,
-                        ttft,
-                        code,
-                        message,
-                        &mut sink,
-                    )
-                    .await;
+                    let answering = answering(&stream);
+                    self.end_early(&p, answering, content, ttft, code, message, &mut sink)
+                        .await;
                     return;
                 }
             };

@@ -176,8 +176,8 @@ fn route_list(state: &AppState) -> OpenApiRouter<AppState> {
     .layer(RequestBodyLimitLayer::new(config.server.body_limit_bytes));
     let chat_stream = protect(
         OpenApiRouter::new()
-            .routes(routes!(routes::chat::stream))
-            .routes(routes!(routes::chat::resume)),
+            .routes(routes!(routes::stream::stream))
+            .routes(routes!(routes::stream::resume)),
         state,
     )
     .layer(RequestBodyLimitLayer::new(config.server.body_limit_bytes));

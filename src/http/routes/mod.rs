@@ -10,4 +10,5 @@ pub mod health;
 pub mod me;
 pub mod metrics;
 pub mod search;
+pub mod stream;
 pub mod usage;
